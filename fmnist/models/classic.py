@@ -1,0 +1,78 @@
+"""Classic architectures the studies discuss: LeNet-5 and torchvision's ResNet18."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from fmnist.errors import FmnistError
+from fmnist.models.base import FeatureClassifier
+from fmnist.models.registry import register_model
+
+
+@register_model("lenet5", source="study B (discussed), LeCun 1998", target_layer="features.conv2",
+                description="LeNet-5: 2 conv (6/16, 5x5) + avg-pool, dense 120/84")
+def lenet5(num_classes: int = 10) -> nn.Module:
+    return FeatureClassifier(
+        features=nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(1, 6, 5, padding=2), act1=nn.Tanh(), pool1=nn.AvgPool2d(2),  # 28 -> 14
+            conv2=nn.Conv2d(6, 16, 5), act2=nn.Tanh(), pool2=nn.AvgPool2d(2),  # 10 -> 5
+        )),
+        classifier=nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(), fc1=nn.Linear(16 * 5 * 5, 120), act3=nn.Tanh(),
+            fc2=nn.Linear(120, 84), act4=nn.Tanh(), fc3=nn.Linear(84, num_classes),
+        )),
+    )
+
+
+def _no_inplace(module: nn.Module) -> nn.Module:
+    """torchvision's ReLUs are in-place, which breaks Captum's hooks; swap them for plain ones."""
+    for child in module.modules():
+        if isinstance(child, nn.ReLU):
+            child.inplace = False
+    return module
+
+
+@register_model("resnet18", source="study B", input_size=32, channels=3, target_layer="features.layer3",
+                description="torchvision ResNet18 on 32x32 RGB (upscaled, grey replicated); GAP + dense 10")
+def resnet18(num_classes: int = 10, pretrained: bool = False, freeze_backbone: bool = True) -> nn.Module:
+    """``pretrained=True`` loads ImageNet weights (needs the download or torch's cache).
+
+    At 32x32 the ImageNet stem leaves a 1x1 map at ``layer4``, so Grad-CAM uses ``layer3``.
+    """
+    from torchvision.models import ResNet18_Weights
+    from torchvision.models import resnet18 as tv_resnet18
+
+    weights = ResNet18_Weights.IMAGENET1K_V1 if pretrained else None
+    try:
+        backbone = tv_resnet18(weights=weights)
+    except Exception as exc:  # offline: URLError, or a partial download
+        raise FmnistError(
+            f"Could not load ImageNet weights for resnet18 ({type(exc).__name__}: {exc}); this needs network "
+            f"access once (torch caches them in ~/.cache/torch/hub/checkpoints), or use --model.pretrained false."
+        ) from None
+    _no_inplace(backbone)
+    features = nn.Sequential(OrderedDict(
+        (name, getattr(backbone, name))
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    ))
+    if freeze_backbone:
+        features.requires_grad_(False)
+    classifier = nn.Sequential(OrderedDict(gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+                                           fc=nn.Linear(512, num_classes)))
+    return FrozenAwareFeatureClassifier(features, classifier, frozen=freeze_backbone)
+
+
+class FrozenAwareFeatureClassifier(FeatureClassifier):
+    """Keeps a frozen backbone's BatchNorm in eval mode, so its statistics stay the pretrained ones."""
+
+    def __init__(self, features: nn.Module, classifier: nn.Module, frozen: bool) -> None:
+        super().__init__(features, classifier)
+        self.frozen = frozen
+
+    def train(self, mode: bool = True) -> FrozenAwareFeatureClassifier:
+        super().train(mode)
+        if self.frozen:
+            self.features.eval()
+        return self
