@@ -28,6 +28,12 @@ def class_weight_tensor(class_weights: dict[int, float] | None, num_classes: int
     return weights
 
 
+def weight_fingerprint(model: torch.nn.Module) -> float:
+    """A cheap scalar summary of all weights (sum of squares): equal fingerprints = (almost surely) equal weights."""
+    with torch.no_grad():
+        return float(sum(p.double().pow(2).sum() for p in model.parameters()))
+
+
 class Classifier(L.LightningModule):
     """Image classifier around ``fmnist.models.create_model(model_name, **model_kwargs)``.
 
@@ -90,6 +96,12 @@ class Classifier(L.LightningModule):
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
         self.test_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.initial_fingerprint: float | None = None
+
+    def on_fit_start(self) -> None:
+        # Recorded so K-fold runs can prove every fold starts from fresh weights, not the last fold's.
+        if self.initial_fingerprint is None:
+            self.initial_fingerprint = weight_fingerprint(self.model)
 
     @property
     def trainable_parameters(self) -> int:
