@@ -191,8 +191,9 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
         "git_commit": _git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    log_dir = trainer.log_dir  # a collective call under DDP: every rank must make it
     if trainer.is_global_zero and not trainer.fast_dev_run:  # fast_dev_run has no run folder to write to
-        out = Path(trainer.log_dir or ".")
+        out = Path(log_dir or ".")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"wrote {out / 'metrics.json'}: test_acc={metrics['test_acc']:.4f} "
