@@ -1,0 +1,190 @@
+"""The LightningDataModule: whole dataset in memory, stratified split or fold, batch-level work on device."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fmnist.data.augment import BatchAugment
+from fmnist.data.sources import dataset_info, load_dataset
+from fmnist.data.splits import stratified_fold, stratified_split, stratified_subset
+from fmnist.data.transforms import InputTransform, to_unit_float
+from fmnist.errors import FmnistError
+
+
+class InMemoryDataset(Dataset):
+    """uint8 images + labels; ``__getitems__`` hands a whole batch to the DataLoader in one indexing op."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: np.ndarray | None = None) -> None:
+        if indices is not None:
+            index = torch.as_tensor(indices, dtype=torch.long)
+            images, labels = images[index], labels[index]
+            self.indices = index
+        else:
+            self.indices = torch.arange(len(labels))
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(batch, dtype=torch.long)
+        return self.images[index], self.labels[index]
+
+
+def _collate_batch(batch: Any) -> Any:
+    """Batches are already stacked by ``__getitems__``; single samples (no batch sampler) get stacked here."""
+    if isinstance(batch, tuple):
+        return batch
+    images, labels = zip(*batch, strict=True)
+    return torch.stack(images), torch.stack(labels)
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST or MNIST, held as uint8 tensors; normalization and augmentation run per batch on device.
+
+    Args:
+        dataset: ``fashion`` or ``mnist``.
+        data_dir: root holding ``FashionMNIST/raw`` / ``MNIST/raw`` (default: search order of ``fmnist.data.sources``).
+        batch_size: training batch size (the studies: 64).
+        eval_batch_size: batch size for validation/test/predict (default: 4x ``batch_size``).
+        val_fraction: stratified validation share of the 60,000 training images (studies: 0.15).
+        seed: split seed (studies: ``random_state=42``).
+        n_folds, fold: K-fold mode -- fold ``fold`` of ``n_folds`` stratified folds is the validation set.
+        train_subset: keep a stratified subset of this many training images (quick runs).
+        standardize: subtract the training mean and divide by its std after scaling to [0, 1].
+        image_size, channels: output size and channels (ResNet18: 32 and 3).
+        augment: the studies' rotation/zoom/contrast augmentation on training batches.
+        rotation, zoom, contrast, fill_mode, random_erasing, hflip: augmentation strengths.
+        num_workers: DataLoader workers (0 is fastest for in-memory data).
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["fashion", "mnist"] = "fashion",
+        data_dir: str | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        val_fraction: float = 0.15,
+        seed: int = 42,
+        n_folds: int | None = None,
+        fold: int | None = None,
+        train_subset: int | None = None,
+        standardize: bool = False,
+        image_size: int = 28,
+        channels: int = 1,
+        augment: bool = False,
+        rotation: float = 0.05,
+        zoom: float = 0.1,
+        contrast: float = 0.2,
+        fill_mode: Literal["reflect", "constant", "nearest"] = "reflect",
+        random_erasing: float = 0.0,
+        hflip: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        dataset_info(dataset)
+        if batch_size < 1:
+            raise FmnistError(f"batch_size must be a positive integer, got {batch_size}.")
+        if (n_folds is None) != (fold is None):
+            raise FmnistError("K-fold mode needs both n_folds and fold (e.g. --data.n_folds 3 --data.fold 0).")
+        if n_folds is not None and not 0 <= fold < n_folds:
+            raise FmnistError(f"fold must be in 0..{n_folds - 1} for n_folds={n_folds}, got {fold}.")
+        if channels not in (1, 3):
+            raise FmnistError(f"channels must be 1 or 3, got {channels}.")
+        self.save_hyperparameters()
+        self.dataset_name = dataset
+        self.data_dir, self.batch_size = data_dir, batch_size
+        self.eval_batch_size = eval_batch_size or 4 * batch_size
+        self.num_workers = num_workers
+        self.augmenter = BatchAugment(rotation, zoom, contrast, fill_mode, random_erasing, hflip) if augment else None
+        self.mean, self.std = 0.0, 1.0
+        self.input_transform = InputTransform(image_size=image_size, channels=channels)
+        self.train_set: InMemoryDataset | None = None
+        self.val_set: InMemoryDataset | None = None
+        self.test_set: InMemoryDataset | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return dataset_info(self.dataset_name).class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Images per class in ``train`` / ``val`` / ``test`` (after :meth:`setup`)."""
+        subset = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[split]
+        if subset is None:
+            raise FmnistError("call setup() before asking for class counts.")
+        return torch.bincount(subset.labels, minlength=self.num_classes).tolist()
+
+    def split_indices(self, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        hp = self.hparams
+        if hp.n_folds is not None:
+            train_idx, val_idx = stratified_fold(labels, hp.n_folds, hp.fold, hp.seed)
+        else:
+            train_idx, val_idx = stratified_split(labels, hp.val_fraction, hp.seed)
+        if hp.train_subset:
+            train_idx = stratified_subset(train_idx, labels, hp.train_subset, hp.seed)
+        return train_idx, val_idx
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.test_set is not None:
+            return
+        data = load_dataset(self.dataset_name, self.data_dir)
+        train_idx, val_idx = self.split_indices(data.train_labels)
+        self.train_set = InMemoryDataset(data.train_images, data.train_labels, train_idx)
+        self.val_set = InMemoryDataset(data.train_images, data.train_labels, val_idx)
+        self.test_set = InMemoryDataset(data.test_images, data.test_labels)
+        if self.hparams.standardize:
+            pixels = self.train_set.images.float().div_(255.0)
+            self.mean, self.std = pixels.mean().item(), pixels.std().item()
+        self.input_transform = InputTransform(self.mean, self.std, self.hparams.image_size, self.hparams.channels)
+
+    def _loader(self, subset: InMemoryDataset, train: bool) -> DataLoader:
+        return DataLoader(
+            subset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            collate_fn=_collate_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        x = to_unit_float(images)
+        trainer = self.trainer
+        if self.augmenter is not None and trainer is not None and trainer.training:
+            x = self.augmenter(x)
+        return self.input_transform(x), labels
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.mean, self.std = float(state_dict["mean"]), float(state_dict["std"])
+        self.input_transform = InputTransform(self.mean, self.std, self.hparams.image_size, self.hparams.channels)
