@@ -1,0 +1,178 @@
+"""Shared test fixtures: no network, tiny synthetic datasets, and the real data where it is present.
+
+What every test file can use:
+
+* ``FMNIST_NO_DOWNLOAD=1`` is set for the whole session (autouse), so no test -- nor any
+  subprocess a test starts -- ever tries to download anything.
+* :func:`write_synthetic_dataset` writes a tiny, learnable dataset in torchvision's layout
+  (``<root>/FashionMNIST/raw/`` or ``<root>/MNIST/raw/``); the session fixture
+  ``synthetic_data_dir`` holds both (600 train / 100 test images each) and returns the
+  root as a ``str``, ready for ``data_dir=`` or ``--data.data_dir``.
+* :func:`real_data_dir` returns a root holding the *real* datasets asked for (Fashion-MNIST
+  through the search order of :mod:`fmnist.data.sources`, i.e. ``$FMNIST_DATA_DIR``,
+  ``./data`` or Debian's ``/usr/share/datasets/fashion-mnist``; MNIST through
+  ``$FMNIST_DATA_DIR``, e.g. ``FMNIST_DATA_DIR=../shared/data``) or skips the test with
+  the reason. The fixtures ``real_fashion_root``, ``real_mnist_root`` and
+  ``real_data_root`` (both) wrap it.
+
+Helpers are importable from test modules with ``from conftest import write_synthetic_dataset``
+(pytest puts ``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.data.idx import write_idx
+from fmnist.data.sources import NO_DOWNLOAD_ENV_VAR, SPLIT_FILES, dataset_info, find_raw_dir
+from fmnist.errors import DataNotFoundError
+
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 600, 100
+
+
+# -- no network, ever ------------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    """Downloads off from the start, so even collection-time code (parametrize, module imports) stays offline."""
+    os.environ[NO_DOWNLOAD_ENV_VAR] = "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_downloads():
+    """Downloads off for the whole session (also inherited by subprocesses started from tests)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(NO_DOWNLOAD_ENV_VAR, "1")
+        yield
+
+
+# -- synthetic data --------------------------------------------------------------------------------
+def _class_region(label: int, dataset: str) -> tuple[slice, slice]:
+    """(rows, cols) lit for a class: classes 0-4 are horizontal bands, 5-9 vertical ones.
+
+    MNIST's synthetic digits use the bands in reverse order (class k looks like synthetic
+    Fashion-MNIST's class 9 - k), so a model trained on one set scores ~0 on the other --
+    a stand-in for the studies' "catastrophic domain shift".
+    """
+    k = 9 - label if dataset == "mnist" else label
+    band = slice(2 + 5 * (k % 5), 2 + 5 * (k % 5) + 4)
+    return (band, slice(2, 26)) if k < 5 else (slice(2, 26), band)
+
+
+def synthetic_images(labels: np.ndarray, dataset: str = "fashion", seed: int = 0) -> np.ndarray:
+    """uint8 ``[N, 28, 28]``: noisy background (0-60) plus a bright class-specific band (170-255)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 61, size=(len(labels), 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        rows, cols = _class_region(int(label), dataset)
+        block = images[i, rows, cols]
+        images[i, rows, cols] = rng.integers(170, 256, size=block.shape)
+    return images
+
+
+def balanced_labels(n: int, seed: int = 0, num_classes: int = 10) -> np.ndarray:
+    """uint8 labels, every class ``n // num_classes`` or one more times, in random order."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(n) % num_classes).astype(np.uint8)
+
+
+def write_synthetic_dataset(root: str | Path, dataset: str = "fashion", n_train: int = SYNTHETIC_TRAIN,
+                            n_test: int = SYNTHETIC_TEST, seed: int = 0, gz: bool = False) -> Path:
+    """Write the four IDX files of a synthetic ``dataset`` under ``<root>/<Folder>/raw/``; return that folder.
+
+    Labels are balanced (``n // 10`` per class, +-1) and shuffled; each class lights up its own
+    band (see :func:`synthetic_images`), so a tiny CNN learns it in a few dozen steps. ``gz``
+    writes ``.gz`` files, like Debian's copy. Deterministic for a given ``seed``.
+    """
+    raw = Path(root) / dataset_info(dataset).folder / "raw"
+    suffix = ".gz" if gz else ""
+    for offset, (split, n) in enumerate((("train", n_train), ("test", n_test))):
+        labels = balanced_labels(n, seed=seed * 10 + offset)
+        images = synthetic_images(labels, dataset, seed=seed * 10 + offset)
+        images_stem, labels_stem = SPLIT_FILES[split]
+        write_idx(raw / f"{images_stem}{suffix}", images)
+        write_idx(raw / f"{labels_stem}{suffix}", labels)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Root with synthetic ``FashionMNIST/raw`` and ``MNIST/raw`` (600 train / 100 test each), as ``str``."""
+    root = tmp_path_factory.mktemp("synthetic-data")
+    write_synthetic_dataset(root, "fashion", seed=0)
+    write_synthetic_dataset(root, "mnist", seed=1)
+    return str(root)
+
+
+# -- real data -------------------------------------------------------------------------------------
+def find_real_raw_dir(dataset: str) -> Path | None:
+    """The folder holding the real ``dataset`` per the library's search order, or None (never downloads)."""
+    try:
+        return find_raw_dir(dataset, download=False)
+    except DataNotFoundError:
+        return None
+
+
+_combined_roots: dict[tuple[str, ...], Path] = {}
+
+
+def _root_of(raw: Path, dataset: str) -> Path | None:
+    """``<root>`` when ``raw`` is ``<root>/<Folder>/raw`` (torchvision's layout), else None."""
+    folder = dataset_info(dataset).folder
+    if raw.name == "raw" and raw.parent.name == folder:
+        return raw.parent.parent
+    return None
+
+
+def real_data_dir(*datasets: str) -> str:
+    """A root (for ``data_dir=`` / ``--data.data_dir``) holding the real ``datasets`` (default Fashion-MNIST).
+
+    Skips the calling test, with the reason, when one of them is not on disk. When they are
+    not all under one torchvision-style root (Debian's Fashion-MNIST lives in a flat folder),
+    a temporary root of symlinks to the real raw folders is made once per session.
+    """
+    datasets = datasets or ("fashion",)
+    raws: dict[str, Path] = {}
+    for name in datasets:
+        raw = find_real_raw_dir(name)
+        if raw is None:
+            hint = ("install Debian's dataset-fashion-mnist or set FMNIST_DATA_DIR" if name == "fashion"
+                    else "set FMNIST_DATA_DIR to a root holding MNIST/raw, e.g. ../shared/data")
+            pytest.skip(f"real {dataset_info(name).folder} not found ({hint})")
+        raws[name] = raw.resolve()
+    roots = {_root_of(raw, name) for name, raw in raws.items()}
+    if len(roots) == 1 and None not in roots:
+        return str(roots.pop())
+    key = tuple(sorted(raws.items()))
+    if key not in _combined_roots:
+        root = Path(tempfile.mkdtemp(prefix="fmnist-real-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        for name, raw in raws.items():
+            link = root / dataset_info(name).folder / "raw"
+            link.parent.mkdir(parents=True)
+            os.symlink(raw, link, target_is_directory=True)
+        _combined_roots[key] = root
+    return str(_combined_roots[key])
+
+
+@pytest.fixture(scope="session")
+def real_fashion_root() -> str:
+    """Root with real Fashion-MNIST (skips when absent)."""
+    return real_data_dir("fashion")
+
+
+@pytest.fixture(scope="session")
+def real_mnist_root() -> str:
+    """Root with real MNIST (skips when absent; set FMNIST_DATA_DIR)."""
+    return real_data_dir("mnist")
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> str:
+    """Root with both real Fashion-MNIST and MNIST (skips when either is absent)."""
+    return real_data_dir("fashion", "mnist")

@@ -1,0 +1,207 @@
+"""Batch augmentation: shape/range kept, per-sample randomness, identity at zero, device, training only."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fmnist.data.augment import BatchAugment, _affine_grid
+from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.transforms import to_unit_float
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
+]
+
+
+def bar_image(n: int = 1, size: int = 28) -> torch.Tensor:
+    """[n, 1, size, size]: a centred horizontal bar (rows 12-15, cols 4-23) on black."""
+    x = torch.zeros(n, 1, size, size)
+    x[:, :, 12:16, 4:24] = 1.0
+    return x
+
+
+def ell_image(size: int = 28) -> torch.Tensor:
+    """[1, 1, size, size]: an asymmetric L (so a rotation's direction is visible) centred on the image."""
+    x = torch.zeros(1, 1, size, size)
+    x[:, :, 6:22, 10:14] = 1.0
+    x[:, :, 18:22, 10:20] = 0.6
+    return x
+
+
+def fixed_draws(aug: BatchAugment, at: str = "high") -> BatchAugment:
+    """Replace the random draws by the top (or bottom) of every range: a deterministic augmentation."""
+    def uniform(n, low, high, ref):
+        return torch.full((n,), high if at == "high" else low, device=ref.device, dtype=ref.dtype)
+
+    aug._uniform = uniform
+    return aug
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shape_dtype_range_and_device_kept(device: str) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 28, 28, device=device)
+    for aug in (BatchAugment(), BatchAugment(fill_mode="constant"), BatchAugment(fill_mode="nearest"),
+                BatchAugment(random_erasing=1.0, hflip=True), BatchAugment(contrast=0.9)):
+        y = aug(x)
+        assert y.shape == x.shape and y.dtype == x.dtype and y.device.type == device
+        assert y.min().item() >= 0.0 and y.max().item() <= 1.0
+        assert not torch.equal(y, x)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_three_channel_batches(device: str) -> None:
+    x = torch.rand(4, 3, 32, 32, device=device)
+    assert BatchAugment()(x).shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_parameters_are_drawn_per_sample(device: str) -> None:
+    torch.manual_seed(1)
+    x = bar_image(8).to(device)  # eight identical images
+    y = BatchAugment()(x)
+    for i in range(1, 8):
+        assert not torch.allclose(y[0], y[i]), f"sample {i} got the same augmentation as sample 0"
+
+
+@pytest.mark.parametrize("kind", ["rotation", "zoom", "contrast"])
+def test_each_transform_alone_is_per_sample(kind: str) -> None:
+    torch.manual_seed(2)
+    strengths = {"rotation": 0.0, "zoom": 0.0, "contrast": 0.0, kind: {"rotation": 0.05, "zoom": 0.1, "contrast": 0.2}[kind]}
+    x = ell_image().repeat(4, 1, 1, 1) * 0.5 + 0.25
+    y = BatchAugment(**strengths)(x)
+    assert not torch.allclose(y[0], y[1]) and not torch.allclose(y[2], y[3])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("h", "w"), [(28, 28), (32, 32), (28, 32)])
+def test_fast_grid_equals_affine_grid(device: str, h: int, w: int) -> None:
+    """The broadcast grid is F.affine_grid(align_corners=False) for rotation/scale/flip matrices."""
+    torch.manual_seed(4)
+    n = 16
+    angle, scale = torch.rand(n) * 2 * math.pi, torch.rand(n) * 0.4 + 0.8
+    flip = torch.where(torch.rand(n) < 0.5, -1.0, 1.0)
+    a, b, c, d = torch.cos(angle) * scale * flip, -torch.sin(angle) * scale, torch.sin(angle) * scale * flip, torch.cos(angle) * scale
+    theta = torch.stack([torch.stack([a, b, torch.zeros(n)], 1), torch.stack([c, d, torch.zeros(n)], 1)], 1).to(device)
+    expected = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    got = _affine_grid(theta[:, :, 0], theta[:, :, 1], h, w)
+    assert got.shape == expected.shape == (n, h, w, 2)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_identity_at_zero_strength() -> None:
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(BatchAugment(rotation=0, zoom=0, contrast=0)(x), x)
+
+
+def test_identity_through_the_warp() -> None:
+    """Zero angle and unit scale through affine_grid/grid_sample reproduce the image (pixel centres map exactly)."""
+    x = torch.rand(3, 1, 28, 28)
+    aug = fixed_draws(BatchAugment(rotation=0.05, zoom=0.1, contrast=0.0))
+    aug.rotation, aug.zoom = 1e-12, 1e-12  # forces the warp path with (numerically) identity parameters
+    assert torch.allclose(aug(x), x, atol=1e-5)
+
+
+def test_rotation_by_a_quarter_turn() -> None:
+    """Rotation factor 0.25 at the top of its range is 90 degrees: an L maps onto torch.rot90 of itself."""
+    x = ell_image()
+    y = fixed_draws(BatchAugment(rotation=0.25, zoom=0.0, contrast=0.0))(x)
+    errors = {k: (y - torch.rot90(x, k, dims=(2, 3))).abs().max().item() for k in (1, 2, 3)}
+    assert min(errors.values()) < 1e-4, errors
+    assert sorted(errors.values())[1] > 0.5  # exactly one quarter-turn direction matches
+    horizontal = fixed_draws(BatchAugment(rotation=0.25, zoom=0.0, contrast=0.0))(bar_image())
+    assert torch.allclose(horizontal, bar_image().transpose(2, 3), atol=1e-4)  # the bar turns vertical
+
+
+def test_rotation_stays_within_18_degrees() -> None:
+    """Default factor 0.05 is +-18 degrees (Keras RandomRotation(0.05))."""
+    angles = []
+    aug = BatchAugment(rotation=0.05, zoom=0.0, contrast=0.0)
+    original = aug._uniform
+
+    def spy(n, low, high, ref):
+        draw = original(n, low, high, ref)
+        angles.append(draw * 2 * math.pi)
+        return draw
+
+    aug._uniform = spy
+    torch.manual_seed(3)
+    aug(torch.rand(256, 1, 28, 28))
+    degrees = torch.rad2deg(angles[0])
+    assert degrees.abs().max() <= 18.0 + 1e-4 and degrees.abs().max() > 15.0 and degrees.min() < 0 < degrees.max()
+
+
+def test_zoom_out_shrinks_and_zoom_in_grows() -> None:
+    x = bar_image()
+    lit = (x > 0.5).sum().item()
+    out = fixed_draws(BatchAugment(rotation=0.0, zoom=0.25, contrast=0.0, fill_mode="constant"), "high")(x)
+    into = fixed_draws(BatchAugment(rotation=0.0, zoom=0.25, contrast=0.0, fill_mode="constant"), "low")(x)
+    assert (out > 0.5).sum().item() < lit < (into > 0.5).sum().item()
+
+
+def test_contrast_scales_deviation_from_each_images_mean() -> None:
+    x = torch.rand(2, 1, 28, 28) * 0.5 + 0.25  # no clipping at 1.2x
+    y = fixed_draws(BatchAugment(rotation=0.0, zoom=0.0, contrast=0.2))(x)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(y, (x - mean) * 1.2 + mean, atol=1e-6)
+
+
+def test_random_erasing_probability_zero_and_one() -> None:
+    x = torch.full((32, 1, 28, 28), 0.5)
+    plain = BatchAugment(rotation=0, zoom=0, contrast=0, random_erasing=0.0)
+    assert torch.equal(plain(x), x)
+    erased = BatchAugment(rotation=0, zoom=0, contrast=0, random_erasing=1.0)(x)
+    changed = (erased != x).flatten(1).sum(1)
+    assert (changed > 0).all()  # every image has a rectangle of noise
+    assert (changed <= 0.4 * 28 * 28 + 28).all()  # at most ~40% of the area
+
+
+def test_bad_fill_mode() -> None:
+    with pytest.raises(ValueError, match="fill_mode must be one of"):
+        BatchAugment(fill_mode="wrap")
+
+
+# -- applied in training only ----------------------------------------------------------------------
+@pytest.fixture
+def augmenting_dm(synthetic_data_dir: str) -> FashionMNISTDataModule:
+    dm = FashionMNISTDataModule(data_dir=synthetic_data_dir, augment=True, batch_size=16)
+    dm.setup("fit")
+    return dm
+
+
+def test_augmentation_only_while_training(augmenting_dm: FashionMNISTDataModule) -> None:
+    images, labels = next(iter(augmenting_dm.train_dataloader()))
+    plain = to_unit_float(images)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    augmenting_dm.trainer = trainer
+    trainer.training = False
+    trainer.validating = True
+    x, y = augmenting_dm.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(x, plain) and torch.equal(y, labels)
+    trainer.training = True
+    x, y = augmenting_dm.on_after_batch_transfer((images, labels), 0)
+    assert x.shape == plain.shape and not torch.equal(x, plain) and torch.equal(y, labels)
+
+
+def test_no_trainer_means_no_augmentation(augmenting_dm: FashionMNISTDataModule) -> None:
+    """Outside a Trainer (e.g. evaluation scripts calling the hook directly) images are left as they are."""
+    images, labels = next(iter(augmenting_dm.val_dataloader()))
+    assert augmenting_dm.trainer is None
+    x, _ = augmenting_dm.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(x, to_unit_float(images))
+
+
+def test_augment_off_never_augments(synthetic_data_dir: str) -> None:
+    dm = FashionMNISTDataModule(data_dir=synthetic_data_dir, augment=False, batch_size=16)
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(training=True)
+    images, labels = next(iter(dm.train_dataloader()))
+    assert torch.equal(dm.on_after_batch_transfer((images, labels), 0)[0], to_unit_float(images))
