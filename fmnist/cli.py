@@ -150,13 +150,14 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
     best = callback.best_model_path if isinstance(callback, ModelCheckpoint) and callback.best_model_path else None
     epochs_run = trainer.current_epoch
     timer = next((c for c in trainer.callbacks if isinstance(c, EpochTimer)), None)
+    # Copied now: validate/test with ckpt_path restore the best checkpoint's callback state (its shorter list).
+    epoch_seconds = list(timer.epoch_seconds) if timer else []
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=trainer.is_global_zero)
     val_metrics, test_metrics = (val[0] if val else {}), (test[0] if test else {})
     best_epoch = None
     if best:
         best_epoch = int(torch.load(best, map_location="cpu", weights_only=False).get("epoch", -1))
-    epoch_seconds = timer.epoch_seconds if timer else []
     metrics: dict[str, Any] = {
         "model": model.hparams.model_name,
         "dataset": datamodule.hparams.dataset,

@@ -35,5 +35,5 @@ class InputTransform(nn.Module):
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[N, H, W]`` (or ``[N, 1, H, W]``) -> float ``[N, 1, H, W]`` in ``[0, 1]``."""
-    x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+    x = images.div(255.0) if images.dtype == torch.uint8 else images.float()  # one op: uint8 / float -> float32
     return x.unsqueeze(1) if x.dim() == 3 else x
