@@ -51,9 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="Classifier(channels_last=...); default: the Classifier's own default")
     parser.add_argument("--compile", action="store_true", help="Classifier(compile=True) (torch.compile, inductor)")
-    parser.add_argument("--threads", default="auto",
-                        help="Classifier(cpu_threads=...): 'auto' (the default: per epoch, the faster of torch's "
-                             "count and 1), an integer (fixed), or 'torch' (leave torch's own setting alone)")
+    parser.add_argument("--threads", default="torch",
+                        help="Classifier(cpu_threads=...): 'torch' (the default: leave torch's own setting alone), "
+                             "'auto' (per epoch, the faster of torch's count and 1) or an integer (fixed)")
     parser.add_argument("--omp-wait-policy", choices=("default", "passive", "active"), default="default",
                         help="OMP_WAIT_POLICY for this process (default: leave the environment alone)")
     parser.add_argument("--progress-bar", action="store_true", help="keep Lightning's progress bar (default off)")
@@ -103,7 +103,9 @@ def run_ours(args: argparse.Namespace, augment: bool) -> dict:
                                         augment=augment)
     model_options: dict = {"compile": args.compile}
     if "cpu_threads" in inspect.signature(Classifier).parameters:  # absent before the thread picker
-        model_options["cpu_threads"] = {"auto": "auto", "torch": None}.get(args.threads) or int(args.threads)
+        model_options["cpu_threads"] = {"auto": "auto", "torch": None}.get(args.threads, args.threads)
+        if model_options["cpu_threads"] not in ("auto", None):
+            model_options["cpu_threads"] = int(args.threads)
     elif args.threads not in ("auto", "torch"):
         torch.set_num_threads(int(args.threads))
     if args.channels_last is not None:
