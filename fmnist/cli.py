@@ -280,6 +280,9 @@ def translate_shorthand(argv: list[str], available_gpus: int | None = None) -> t
         args += ["--trainer.max_epochs", str(_int_flag("--epochs", epochs, 1))]
     if optimizer is not None:
         args += ["--model.optimizer", str(optimizer)]
+        if not any(a.split("=", 1)[0] == "--model.lr" for a in argv):
+            # The configs pin Adam's 1e-3; SGD needs its own default (study B: 0.01, momentum 0.9).
+            args += ["--model.lr", "0.01" if optimizer == "sgd" else "0.001"]
     if seed is not None:
         args += ["--seed_everything", str(_int_flag("--seed", seed))]
     if logdir is not None:
