@@ -146,6 +146,26 @@ def test_zoom_out_shrinks_and_zoom_in_grows() -> None:
     assert (out > 0.5).sum().item() < lit < (into > 0.5).sum().item()
 
 
+def _centre_of_mass(x: torch.Tensor) -> torch.Tensor:
+    """[n, 2] (row, col) centre of mass of [n, 1, h, w] images."""
+    rows = torch.arange(x.shape[-2], dtype=x.dtype).view(1, -1, 1)
+    cols = torch.arange(x.shape[-1], dtype=x.dtype).view(1, 1, -1)
+    mass = x[:, 0].sum(dim=(1, 2))
+    return torch.stack([(x[:, 0] * rows).sum(dim=(1, 2)) / mass, (x[:, 0] * cols).sum(dim=(1, 2)) / mass], 1)
+
+
+def test_translation_shifts_each_image_within_range_and_keeps_its_shape() -> None:
+    torch.manual_seed(0)
+    x = bar_image(256)
+    out = BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, fill_mode="constant", translate=0.1)(x)
+    shift = _centre_of_mass(out) - _centre_of_mass(x)
+    assert shift.abs().max() <= 0.1 * 28 + 0.05  # at most 10% of the side
+    assert shift.abs().max() > 2.0 and shift[:, 0].std() > 0.8 and shift[:, 1].std() > 0.8  # per sample, both axes
+    assert torch.allclose(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), rtol=0.02)  # moved, not cut or stretched
+    same = BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, translate=0.0)(x)
+    assert torch.equal(same, x)
+
+
 def test_contrast_scales_deviation_from_each_images_mean() -> None:
     x = torch.rand(2, 1, 28, 28) * 0.5 + 0.25  # no clipping at 1.2x
     y = fixed_draws(BatchAugment(rotation=0.0, zoom=0.0, contrast=0.2))(x)

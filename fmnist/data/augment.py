@@ -34,28 +34,32 @@ class BatchAugment(nn.Module):
 
     Input and output: float ``[N, C, H, W]`` in ``[0, 1]``. ``rotation`` is Keras' factor
     (a fraction of a full turn), ``zoom`` the relative zoom range, ``contrast`` the
-    contrast factor range; ``random_erasing`` the probability of erasing one random
-    rectangle (our own recipe, not the studies'). All zero means identity.
+    contrast factor range; ``translate`` the largest shift as a fraction of the image side
+    (Keras' RandomTranslation); ``random_erasing`` the probability of erasing one random
+    rectangle, ``hflip`` random horizontal flips (our own recipe, not the studies'). All zero
+    means identity.
     """
 
     def __init__(self, rotation: float = 0.05, zoom: float = 0.1, contrast: float = 0.2,
-                 fill_mode: str = "reflect", random_erasing: float = 0.0, hflip: bool = False) -> None:
+                 fill_mode: str = "reflect", random_erasing: float = 0.0, hflip: bool = False,
+                 translate: float = 0.0) -> None:
         super().__init__()
         if fill_mode not in _PADDING:
             raise ValueError(f"fill_mode must be one of {sorted(_PADDING)}, got {fill_mode!r}.")
         self.rotation, self.zoom, self.contrast = rotation, zoom, contrast
         self.fill_mode, self.random_erasing, self.hflip = fill_mode, random_erasing, hflip
+        self.translate = translate
 
     def extra_repr(self) -> str:
         return (f"rotation={self.rotation}, zoom={self.zoom}, contrast={self.contrast}, fill_mode={self.fill_mode}, "
-                f"random_erasing={self.random_erasing}, hflip={self.hflip}")
+                f"random_erasing={self.random_erasing}, hflip={self.hflip}, translate={self.translate}")
 
     def _uniform(self, n: int, low: float, high: float, ref: torch.Tensor) -> torch.Tensor:
         return torch.rand(n, device=ref.device, dtype=ref.dtype) * (high - low) + low
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        if self.rotation or self.zoom or self.hflip:
+        if self.rotation or self.zoom or self.hflip or self.translate:
             angle = self._uniform(n, -self.rotation, self.rotation, x) * 2 * math.pi
             scale = self._uniform(n, 1 - self.zoom, 1 + self.zoom, x)  # >1 samples a larger area: zoom out
             flip = torch.ones_like(scale)
@@ -66,6 +70,9 @@ class BatchAugment(nn.Module):
             col_x = torch.stack([cos * flip, sin * flip], 1)  # theta[:, :, 0]
             col_y = torch.stack([-sin, cos], 1)  # theta[:, :, 1]
             grid = _affine_grid(col_x, col_y, x.shape[-2], x.shape[-1])
+            if self.translate:  # grid coordinates span 2 per image side
+                shift = torch.rand(n, 2, device=x.device, dtype=x.dtype).mul_(2).sub_(1).mul_(2 * self.translate)
+                grid = grid + shift[:, None, None, :]
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode=_PADDING[self.fill_mode], align_corners=False)
         if self.contrast:
             factor = self._uniform(n, 1 - self.contrast, 1 + self.contrast, x).view(n, 1, 1, 1)

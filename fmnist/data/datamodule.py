@@ -62,7 +62,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         standardize: subtract the training mean and divide by its std after scaling to [0, 1].
         image_size, channels: output size and channels (ResNet18: 32 and 3).
         augment: the studies' rotation/zoom/contrast augmentation on training batches.
-        rotation, zoom, contrast, fill_mode, random_erasing, hflip: augmentation strengths.
+        rotation, zoom, contrast, fill_mode, random_erasing, hflip, translate: augmentation strengths
+            (see :class:`fmnist.data.augment.BatchAugment`).
         num_workers: DataLoader workers (0 is fastest for in-memory data).
     """
 
@@ -87,6 +88,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         fill_mode: Literal["reflect", "constant", "nearest"] = "reflect",
         random_erasing: float = 0.0,
         hflip: bool = False,
+        translate: float = 0.0,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -104,7 +106,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.data_dir, self.batch_size = data_dir, batch_size
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.num_workers = num_workers
-        self.augmenter = BatchAugment(rotation, zoom, contrast, fill_mode, random_erasing, hflip) if augment else None
+        self.augmenter = BatchAugment(rotation, zoom, contrast, fill_mode, random_erasing, hflip,
+                                      translate) if augment else None
         self.mean, self.std = 0.0, 1.0
         self.input_transform = InputTransform(image_size=image_size, channels=channels)
         self.train_set: InMemoryDataset | None = None
