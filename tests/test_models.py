@@ -21,6 +21,7 @@ EXPECTED_PARAMS = {
     "lenet5": (61_706, 61_706),
     "resnet18": (5_130, 11_191_242),  # frozen backbone: only the new 512->10 head trains
     "transfer": (206_218, 225_034),  # frozen scratch conv base (18,816) + new dense head
+    "vggbn": (595_626, 597_034),  # our recipe (conv biases dropped: BatchNorm follows every conv)
 }
 
 
