@@ -67,7 +67,6 @@ class Experiment:
     model: str | None = None
     args: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
-    seeds_from_budget: bool = True
 
 
 BASELINES = ("logreg", "svm", "rf", "knn", "mlp")
@@ -88,13 +87,13 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("deep-no-bn-dropout", "train", "Ablation: deep without BatchNorm and dropout", "Ablations", "deep",
                ("--model.model_kwargs", json.dumps({"batchnorm": False, "dropout": 0.0}))),
     Experiment("vggbn", "train", "Ours: VGG-style CNN with BatchNorm (our recipe)", "Beyond the studies", "vggbn"),
-    Experiment("cv-scratch", "cv", "3-fold CV: scratch", "Cross-validation", "scratch", seeds_from_budget=False),
-    Experiment("cv-deep", "cv", "3-fold CV: deep", "Cross-validation", "deep", seeds_from_budget=False),
-    *(Experiment(f"baseline-{b}", "baseline", f"Baseline: {b}", "Baselines", b, seeds_from_budget=False)
+    Experiment("cv-scratch", "cv", "3-fold CV: scratch", "Cross-validation", "scratch"),
+    Experiment("cv-deep", "cv", "3-fold CV: deep", "Cross-validation", "deep"),
+    *(Experiment(f"baseline-{b}", "baseline", f"Baseline: {b}", "Baselines", b)
       for b in BASELINES),
     Experiment("mnist-cross", "cross", "Cross-dataset: Fashion-MNIST models on MNIST digits", "Cross-dataset",
-               needs=CROSS_MODELS, seeds_from_budget=False),
-    Experiment("gradcam", "gradcam", "Grad-CAM gallery", "Grad-CAM", needs=GRADCAM_MODELS, seeds_from_budget=False),
+               needs=CROSS_MODELS),
+    Experiment("gradcam", "gradcam", "Grad-CAM gallery", "Grad-CAM", needs=GRADCAM_MODELS),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 GROUP_ALIASES = {"baselines": [e.name for e in EXPERIMENTS if e.kind == "baseline"],
@@ -308,12 +307,14 @@ def get_budget(name: str) -> Budget:
 
 def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int = 0, root: str | Path | None = None,
               data_dir: str | None = None, report: bool = True, repo: Path | None = None,
-              log: Callable[[str], None] = print) -> Path | None:
+              seeds: list[int] | None = None, log: Callable[[str], None] = print) -> Path | None:
     """Run (or resume) the selected experiments under ``budget``; write the results page. Returns RESULTS path.
 
     ``repo`` is where RESULTS*.md, the HTML page and the committed figures go (default: the working directory).
     """
     spec = budget if isinstance(budget, Budget) else get_budget(budget)
+    if seeds:
+        spec = Budget(**{**spec.__dict__, "seeds": tuple(seeds)})
     ctx = Context(spec, Path(root) if root else DEFAULT_ROOT / spec.name, gpus, data_dir, log)
     ctx.root.mkdir(parents=True, exist_ok=True)
     ctx.timings = _load_timings(ctx)
@@ -345,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "recipe, hours on a CPU)")
     parser.add_argument("--gpus", type=int, default=0, help="GPUs per training run (0: CPU)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments (or groups)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="override the budget's seeds (e.g. --seeds 42 for one seed of a full-budget run)")
     parser.add_argument("--root", default=None, help="where runs and results go (default runs/reproduce/<budget>)")
     parser.add_argument("--data-dir", default=None, help="dataset root (default: the usual search order)")
     parser.add_argument("--no-report", action="store_true", help="skip writing RESULTS.md and the HTML page")
@@ -378,7 +381,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             path = write_results(root, spec, timings)
         else:
             path = reproduce(args.budget, only=args.only, gpus=args.gpus, root=args.root, data_dir=args.data_dir,
-                             report=not args.no_report)
+                             report=not args.no_report, seeds=args.seeds)
         print(f"finished in {time.perf_counter() - started:.0f} s" + (f"; wrote {path}" if path else ""))
         return 0
     except FmnistError as exc:
