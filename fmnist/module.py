@@ -113,6 +113,9 @@ class Classifier(L.LightningModule):
         lr: learning rate; default 1e-3 for adam/adamw, 0.01 for sgd.
         scheduler: ``none``, ``plateau`` (ReduceLROnPlateau on val_loss, study B), ``cosine`` (per step,
             with ``warmup_epochs`` of linear warm-up) or ``onecycle``.
+        plateau_factor, plateau_patience: ReduceLROnPlateau's. The patience (1: halve the rate after the
+            second epoch without a better val_loss) must stay below EarlyStopping's (the studies: 3), or
+            training stops before the rate is ever reduced -- what happened with 2 in our first runs.
         label_smoothing: cross-entropy label smoothing.
         class_weights: per-class loss weights, e.g. ``{6: 2.0}`` (study B: Shirt x2).
         channels_last: run the model in channels-last memory format. ``None`` (default): on when the
@@ -139,7 +142,7 @@ class Classifier(L.LightningModule):
         weight_decay: float = 0.0,
         scheduler: Literal["none", "plateau", "cosine", "onecycle"] = "none",
         plateau_factor: float = 0.5,
-        plateau_patience: int = 2,
+        plateau_patience: int = 1,
         min_lr: float = 1e-6,
         warmup_epochs: int = 0,
         label_smoothing: float = 0.0,
