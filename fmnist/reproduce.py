@@ -152,7 +152,7 @@ def _train(ctx: Context, exp: Experiment, seed: int) -> None:
         shutil.rmtree(run_dir)  # started but no checkpoint yet: start clean
     ctx.log(f"  {exp.name} seed {seed}: python train.py {' '.join(args)}")
     code = train_main(args)
-    if code != 0 or not (run_dir / "metrics.json").is_file():
+    if code != 0 or (is_rank_zero() and not (run_dir / "metrics.json").is_file()):
         raise FmnistError(f"training {exp.name} (seed {seed}) did not finish (exit {code}); see the output above, "
                           f"fix it and rerun the same command: finished pieces are skipped.")
 
@@ -180,7 +180,7 @@ def _cv(ctx: Context, exp: Experiment) -> None:
             "--trainer.logger.init_args.name", exp.name]
     ctx.log(f"  {exp.name}: python train.py {' '.join(args)}")
     code = train_main(args)
-    if code != 0 or not cv_file.is_file():
+    if code != 0 or (is_rank_zero() and not cv_file.is_file()):
         raise FmnistError(f"{exp.name} did not finish (exit {code}); rerun the same command to resume its folds.")
 
 
@@ -257,13 +257,21 @@ def select(only: list[str] | None) -> list[Experiment]:
     return [e for e in EXPERIMENTS if e.name in names]
 
 
+def is_rank_zero() -> bool:
+    """Under ``--gpus N>1`` Lightning re-runs this command once per GPU; only the first process evaluates and writes."""
+    return all(int(os.environ.get(var, "0")) == 0 for var in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
 def run_experiment(ctx: Context, exp: Experiment) -> None:
     if exp.kind == "train":
         for seed in ctx.budget.seeds:
             _train(ctx, exp, seed)
-            _evaluate_run(ctx, exp, seed)
+            if is_rank_zero():
+                _evaluate_run(ctx, exp, seed)
     elif exp.kind == "cv":
         _cv(ctx, exp)
+    elif not is_rank_zero():  # every process takes part in DDP training; the rest is rank 0's
+        return
     elif exp.kind == "baseline":
         _baseline(ctx, exp)
     elif exp.kind == "cross":
@@ -328,8 +336,9 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
         if seconds > 1.0:  # a skipped piece keeps the time it took when it ran
             entry.update(seconds=round(entry.get("seconds", 0.0) + seconds, 1), machine=machine_description(),
                          finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), command=command, commit=_git_commit())
-        _save_timings(ctx)
-    if not report:
+        if is_rank_zero():
+            _save_timings(ctx)
+    if not report or not is_rank_zero():
         return None
     from fmnist.results_page import write_results
 

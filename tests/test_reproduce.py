@@ -96,3 +96,12 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(synthetic_data_dir: st
     assert any("resuming from" in m for m in messages)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and len(list(root.glob("deep-s7/version_*"))) == 1
+
+
+def test_only_the_first_process_evaluates_under_ddp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning re-runs the command once per GPU; the copies must not fit baselines or write pages."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    md = reproduce(TINY, only=["baseline-logreg", "gradcam"], root=tmp_path / "runs", repo=tmp_path,
+                   log=lambda _: None)
+    assert md is None and not (tmp_path / "runs" / "evaluation").exists()
+    assert not (tmp_path / "RESULTS-tiny.md").exists() and not (tmp_path / "runs" / "results").exists()
