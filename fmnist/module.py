@@ -127,6 +127,9 @@ class Classifier(L.LightningModule):
             few batches every epoch with torch's count and with one thread and keeps the faster (see
             :class:`CpuThreadPicker`; worth it on a CPU shared with other jobs, but the float sums then
             depend on the load). torch's own count is restored when the fit ends.
+        flip_tta: outside training (validation, test, predict, reports), average the class probabilities
+            of each image and its mirror image; for models trained with horizontal flips (our ``vggbn``).
+            The output is then log-probabilities, which cross-entropy and softmax treat as logits.
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class Classifier(L.LightningModule):
         channels_last: bool | None = None,
         compile: bool = False,
         cpu_threads: int | Literal["auto"] | None = None,
+        flip_tta: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -213,6 +217,10 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.hparams.get("flip_tta") and not self.training:
+            both = self._forward_model(torch.cat([x, torch.flip(x, dims=[-1])]))
+            probs = torch.softmax(both.float(), dim=1)
+            return torch.log((probs[:len(x)] + probs[len(x):]) / 2).clamp_min(-100.0)
         return self._forward_model(x)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
