@@ -173,10 +173,17 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
         if row.get("mean") is not None and row.get("study") is not None:
             row["diff"] = row["mean"] - row["study"]
             if abs(row["diff"]) > 0.01:
-                row["why"] = (f"Quick budget ({budget.train_subset:,} training images, {budget.epochs} epochs): "
-                              f"undertrained by design." if budget.name == "quick" else WHY.get(exp.name, ""))
+                row["why"] = quick_budget_reason(budget, exp.kind) if budget.name == "quick" else WHY.get(exp.name, "")
         rows.append(row)
     return {"rows": rows, "curves": curves, "reports": reports}
+
+
+def quick_budget_reason(budget: Any, kind: str) -> str:
+    if kind == "baseline":
+        return (f"Quick budget: fitted on {budget.baseline_subset:,} of the 51,000 training images "
+                f"(the full budget uses all).")
+    epochs = budget.cv_epochs if kind == "cv" else budget.epochs
+    return f"Quick budget ({budget.train_subset:,} training images, {epochs} epochs): undertrained by design."
 
 
 # -- formatting -------------------------------------------------------------------------------------------

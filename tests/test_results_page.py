@@ -60,9 +60,10 @@ def test_numbers_come_from_the_runs_and_notes_only_beyond_one_point(results_root
 
 
 def test_quick_budget_notes_say_it_is_the_budget(results_root: Path) -> None:
-    quick = Budget(**{**FULLISH.__dict__, "name": "quick", "train_subset": 10000, "epochs": 3})
+    quick = Budget(**{**FULLISH.__dict__, "name": "quick", "train_subset": 10000, "epochs": 3, "baseline_subset": 20000})
     rows = {r["name"]: r for r in collect(results_root, quick)["rows"]}
     assert rows["transfer"]["why"].startswith("Quick budget (10,000 training images, 3 epochs)")
+    assert rows["baseline-svm"]["why"].startswith("Quick budget: fitted on 20,000 of the 51,000")
 
 
 def test_written_page_and_markdown(results_root: Path, tmp_path: Path) -> None:
