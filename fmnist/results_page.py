@@ -420,6 +420,7 @@ def write_results(root: Path, budget: Any, timings: dict[str, Any], repo: Path |
     repo = repo or Path.cwd()
     data = collect(Path(root), budget)
     prov = provenance(budget, timings)
+    prov["run_commits"] = sorted(set(prov["run_commits"]) | {r["commit"] for r in data["rows"] if r.get("commit")})
     asset_dir = repo / "docs" / "results" / budget.name
     images = next((r.get("images") for r in data["rows"] if r["kind"] == "gradcam"), None) or []
     copied = []

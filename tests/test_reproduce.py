@@ -105,3 +105,20 @@ def test_only_the_first_process_evaluates_under_ddp(tmp_path: Path, monkeypatch:
                    log=lambda _: None)
     assert md is None and not (tmp_path / "runs" / "evaluation").exists()
     assert not (tmp_path / "RESULTS-tiny.md").exists() and not (tmp_path / "runs" / "results").exists()
+
+
+def test_timings_survive_a_parallel_invocation_and_are_backfilled_from_runs(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run = root / "deep-s7" / "version_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"wall_seconds": 321.0, "git_commit": "abc1234",
+                                                  "finished_at": "2026-11-24T23:00:00"}))
+    (root / "evaluation" / "deep-s7").mkdir(parents=True)
+    (root / "evaluation" / "deep-s7" / "metrics.json").write_text("{}")
+    (root / "results").mkdir()
+    (root / "results" / "timings.json").write_text(json.dumps({"vggbn": {"seconds": 99.0}}))  # another invocation's
+    reproduce(TINY, only=["deep"], root=root, report=False, log=lambda _: None)
+    timings = json.loads((root / "results" / "timings.json").read_text())
+    assert timings["vggbn"] == {"seconds": 99.0}
+    assert timings["deep"]["seconds"] == 321.0 and timings["deep"]["commit"] == "abc1234"
+    assert timings["deep"]["command"] == "python -m fmnist.reproduce --budget tiny --only deep"
