@@ -296,14 +296,16 @@ def _timing_from_runs(ctx: Context, exp: Experiment) -> dict[str, Any] | None:
     """A finished training piece with no timing entry (lost, or made before timings existed): its runs' own record."""
     if exp.kind != "train":
         return None
-    runs = [json.loads(p.read_text()) for seed in ctx.budget.seeds
-            if (p := ctx.run_dir(exp.name, seed) / "metrics.json").is_file()]
+    seeds = [seed for seed in ctx.budget.seeds if (ctx.run_dir(exp.name, seed) / "metrics.json").is_file()]
+    runs = [json.loads((ctx.run_dir(exp.name, seed) / "metrics.json").read_text()) for seed in seeds]
     if not runs:
         return None
+    command = f"python -m fmnist.reproduce --budget {ctx.budget.name} --only {exp.name}"
+    if len(seeds) < len(ctx.budget.seeds):
+        command += " --seeds " + " ".join(map(str, seeds))
     return {"seconds": round(sum(r.get("wall_seconds") or 0.0 for r in runs), 1), "machine": machine_description(),
             "finished_at": max(r.get("finished_at") or "" for r in runs),
-            "command": f"python -m fmnist.reproduce --budget {ctx.budget.name} --only {exp.name}",
-            "commit": runs[0].get("git_commit"), "from": "the runs' metrics.json (wall seconds of training + test)"}
+            "command": command, "commit": runs[0].get("git_commit"), "from": "the runs' metrics.json (wall seconds of training + test)"}
 
 
 def machine_description() -> str:
@@ -351,14 +353,14 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
         # Re-read before writing: another invocation (say --only vggbn beside --only deep) may have saved since.
         ctx.timings = _load_timings(ctx)
         entry = ctx.timings.get(exp.name)
-        if seconds > 1.0:  # a skipped piece keeps the time it took when it ran
+        backfilled = _timing_from_runs(ctx, exp) if entry is None and seconds <= 1.0 else None
+        if backfilled:  # finished earlier, its timing lost or never written: the runs' own record
+            entry = backfilled
+        elif entry is None or seconds > 1.0:  # a skipped piece keeps the time it took when it ran
             entry = entry or {"seconds": 0.0}
             entry.update(seconds=round(entry.get("seconds", 0.0) + seconds, 1), machine=machine_description(),
                          finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), command=command, commit=_git_commit())
-        elif entry is None:
-            entry = _timing_from_runs(ctx, exp)
-        if entry:
-            ctx.timings[exp.name] = entry
+        ctx.timings[exp.name] = entry
         _save_timings(ctx)
     if not report or not is_rank_zero():
         return None
