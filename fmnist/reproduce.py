@@ -301,7 +301,7 @@ def _timing_from_runs(ctx: Context, exp: Experiment) -> dict[str, Any] | None:
     if not runs:
         return None
     command = f"python -m fmnist.reproduce --budget {ctx.budget.name} --only {exp.name}"
-    if len(seeds) < len(ctx.budget.seeds):
+    if ctx.budget.name in BUDGETS and tuple(seeds) != BUDGETS[ctx.budget.name].seeds:
         command += " --seeds " + " ".join(map(str, seeds))
     return {"seconds": round(sum(r.get("wall_seconds") or 0.0 for r in runs), 1), "machine": machine_description(),
             "finished_at": max(r.get("finished_at") or "" for r in runs),

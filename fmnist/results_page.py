@@ -211,7 +211,8 @@ def provenance(budget: Any, timings: dict[str, Any]) -> dict[str, Any]:
     from fmnist.reproduce import machine_description
 
     commands = sorted({t["command"] for t in timings.values() if t.get("command")})
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # The page's own outputs (being rewritten right now) do not count as local changes.
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!RESULTS*.md", ":!docs/results")
     return {"budget": budget.name, "description": budget.description,
             "commands": commands or [f"python -m fmnist.reproduce --budget {budget.name}"],
             "commit": (_git("rev-parse", "--short", "HEAD") or "unknown") + (" (with local changes)" if dirty else ""),
