@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmnist.baselines import BASELINE_NAMES
 from fmnist.cli import _git_commit
 from fmnist.errors import FmnistError
 
@@ -69,7 +70,6 @@ class Experiment:
     needs: tuple[str, ...] = ()
 
 
-BASELINES = ("logreg", "svm", "rf", "knn", "mlp")
 CROSS_MODELS = ("scratch", "deep", "transfer")
 GRADCAM_MODELS = ("deep", "scratch", "resnet", "vggbn")
 
@@ -90,7 +90,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("cv-scratch", "cv", "3-fold CV: scratch", "Cross-validation", "scratch"),
     Experiment("cv-deep", "cv", "3-fold CV: deep", "Cross-validation", "deep"),
     *(Experiment(f"baseline-{b}", "baseline", f"Baseline: {b}", "Baselines", b)
-      for b in BASELINES),
+      for b in BASELINE_NAMES),
     Experiment("mnist-cross", "cross", "Cross-dataset: Fashion-MNIST models on MNIST digits", "Cross-dataset",
                needs=CROSS_MODELS),
     Experiment("gradcam", "gradcam", "Grad-CAM gallery", "Grad-CAM", needs=GRADCAM_MODELS),
@@ -282,8 +282,9 @@ def run_experiment(ctx: Context, exp: Experiment) -> None:
         raise ValueError(exp.kind)
 
 
-def _load_timings(ctx: Context) -> dict[str, Any]:
-    path = ctx.results_dir / "timings.json"
+def load_timings(root: Path) -> dict[str, Any]:
+    """Seconds, command, commit and machine of every finished piece under ``root``."""
+    path = root / "results" / "timings.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -341,7 +342,7 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
         spec = Budget(**{**spec.__dict__, "seeds": tuple(seeds)})
     ctx = Context(spec, Path(root) if root else DEFAULT_ROOT / spec.name, gpus, data_dir, log)
     ctx.root.mkdir(parents=True, exist_ok=True)
-    ctx.timings = _load_timings(ctx)
+    ctx.timings = load_timings(ctx.root)
     command = "python -m fmnist.reproduce " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("reproduce.py") else None
     for exp in select(only):
         log(f"[{spec.name}] {exp.name}: {exp.title}")
@@ -351,7 +352,7 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
         if not is_rank_zero():
             continue
         # Re-read before writing: another invocation (say --only vggbn beside --only deep) may have saved since.
-        ctx.timings = _load_timings(ctx)
+        ctx.timings = load_timings(ctx.root)
         entry = ctx.timings.get(exp.name)
         backfilled = _timing_from_runs(ctx, exp) if entry is None and seconds <= 1.0 else None
         if backfilled:  # finished earlier, its timing lost or never written: the runs' own record
@@ -409,9 +410,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             if not root.is_dir():
                 raise FmnistError(f"{root} does not exist: nothing to report; run the experiments first "
                                   f"(python -m fmnist.reproduce --budget {spec.name}).")
-            timings = json.loads((root / "results" / "timings.json").read_text()) \
-                if (root / "results" / "timings.json").is_file() else {}
-            path = write_results(root, spec, timings)
+            path = write_results(root, spec, load_timings(root))
         else:
             path = reproduce(args.budget, only=args.only, gpus=args.gpus, root=args.root, data_dir=args.data_dir,
                              report=not args.no_report, seeds=args.seeds)

@@ -17,28 +17,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-# (number, how the study states it). Test accuracy unless the row's metric says otherwise.
-STUDY: dict[str, tuple[float | None, str]] = {
-    "resnet": (0.91, "study A: 91% (20 epochs)"),
-    "cnn": (0.91, "study A: 91% (10 epochs)"),
-    "scratch": (0.902, "study B: 90.2-91.1%"),
-    "deep": (0.913, "study B: 91.3-91.7%"),
-    "cnn1": (None, "study B: not reported"),
-    "lenet5": (0.85, "study B: ~85% (preliminary tests)"),
-    "transfer": (0.869, "study B: 86.9-89.1%"),
-    "resnet18": (0.881, "study B: 88.1% (ImageNet weights)"),
-    "scratch-sgd": (0.939, "study B: 93.9% (its own, inconsistent scale); 15/15 epochs vs Adam 4/15"),
-    "deep-no-bn-dropout": (0.889, "study B: val 88.9% (vs 91.3% with BN + dropout)"),
-    "vggbn": (None, "ours; goal >= 93.5%"),
-    "cv-scratch": (0.906, "study B: 90.6% (90.6 / 90.9 / 90.4)"),
-    "cv-deep": (0.909, "study B: 90.9% (90.4 / 91.1 / 91.2)"),
-    "baseline-logreg": (0.83, "study A: 83%"),
-    "baseline-svm": (0.87, "study A: ~87%"),
-    "baseline-rf": (0.89, "study A: 89%"),
-    "baseline-knn": (0.85, "study A: ~85%"),
-    "baseline-mlp": (0.85, "study A: 85%"),
+from fmnist.compare import BENCHMARK, PUBLISHED, PUBLISHED_MNIST_CROSS
+
+# How each study states its figure. The figures of a model's plain run come from fmnist.compare's tables
+# (one source for both reports); experiments that are not a plain run carry their own.
+STUDY_TEXT: dict[str, str] = {
+    "resnet": "study A: 91% (20 epochs)",
+    "cnn": "study A: 91% (10 epochs)",
+    "scratch": "study B: 90.2-91.1%",
+    "deep": "study B: 91.3-91.7%",
+    "cnn1": "study B: not reported",
+    "lenet5": "study B: ~85% (preliminary tests)",
+    "transfer": "study B: 86.9-89.1%",
+    "resnet18": "study B: 88.1% (ImageNet weights)",
+    "scratch-sgd": "study B: 93.9% (its own, inconsistent scale); 15/15 epochs vs Adam 4/15",
+    "deep-no-bn-dropout": "study B: val 88.9% (vs 91.3% with BN + dropout)",
+    "vggbn": "ours; goal >= 93.5%",
+    "cv-scratch": "study B: 90.6% (90.6 / 90.9 / 90.4)",
+    "cv-deep": "study B: 90.9% (90.4 / 91.1 / 91.2)",
+    "baseline-logreg": "study A: 83%",
+    "baseline-svm": "study A: ~87%",
+    "baseline-rf": "study A: 89%",
+    "baseline-knn": "study A: ~85%",
+    "baseline-mlp": "study A: 85%",
 }
-# Published Fashion-MNIST anchors (SPEC.md: study B's table and the benchmark README).
+STUDY_OWN_FIGURE: dict[str, float] = {"scratch-sgd": 0.939, "deep-no-bn-dropout": 0.889, "cv-scratch": 0.906,
+                                      "cv-deep": 0.909}
+# Published Fashion-MNIST anchors of the CNNs (SPEC.md: study B's table and the benchmark README); the
+# baselines' anchor is the benchmark figure in fmnist.compare.BENCHMARK.
 ANCHOR: dict[str, tuple[float, str]] = {
     "resnet": (0.947, "CNN with shortcuts + random erasing"),
     "cnn": (0.916, "2 Conv + pooling"),
@@ -47,13 +53,9 @@ ANCHOR: dict[str, tuple[float, str]] = {
     "lenet5": (0.9018, "LeNet-5 (study B's table)"),
     "resnet18": (0.949, "ResNet18 + augmentation (its submitter's repo: 92.0%)"),
     "vggbn": (0.934, "2 Conv + pooling + BN"),
-    "baseline-logreg": (0.842, "benchmark LogisticRegression"),
-    "baseline-svm": (0.897, "benchmark SVC(C=10)"),
-    "baseline-rf": (0.873, "benchmark RandomForest"),
-    "baseline-knn": (0.854, "benchmark KNeighbors"),
-    "baseline-mlp": (0.871, "benchmark MLPClassifier"),
 }
-CROSS_STUDY = {"transfer": 0.126, "scratch": 0.129, "deep": 0.101}
+BENCHMARK_TEXT = {"logreg": "LogisticRegression", "svm": "SVC(C=10)", "rf": "RandomForest", "knn": "KNeighbors",
+                  "mlp": "MLPClassifier"}
 # Why ours differs from a study by more than a point, under the full budget (quick: the budget says why).
 WHY: dict[str, str] = {
     "resnet": "Study A reports a single Keras run rounded to whole percent after a fixed 20 epochs; ours stops "
@@ -114,6 +116,19 @@ def read_curves(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [float(e.value) for e in acc.Scalars(tag)] for tag in CURVE_TAGS if tag in tags}
 
 
+def study_figures(exp: Any) -> tuple[float | None, str, tuple[float, str] | None]:
+    """(the study's figure, how it states it, the published anchor) for one experiment."""
+    if exp.name in STUDY_OWN_FIGURE:
+        study = STUDY_OWN_FIGURE[exp.name]
+    else:
+        plain_run = exp.kind == "baseline" or (exp.kind == "train" and exp.name == exp.model)
+        study = PUBLISHED.get(exp.model) if plain_run else None
+    anchor = ANCHOR.get(exp.name)
+    if exp.kind == "baseline" and exp.model in BENCHMARK:
+        anchor = (BENCHMARK[exp.model], f"benchmark {BENCHMARK_TEXT[exp.model]}")
+    return study, STUDY_TEXT.get(exp.name, ""), anchor
+
+
 def collect(root: Path, budget: Any) -> dict[str, Any]:
     from fmnist.reproduce import EXPERIMENTS
 
@@ -121,8 +136,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
     for exp in EXPERIMENTS:
         row: dict[str, Any] = {"name": exp.name, "title": exp.title, "group": exp.group, "kind": exp.kind,
                                "metric": "val" if exp.name == "deep-no-bn-dropout" else "test"}
-        study, study_text = STUDY.get(exp.name, (None, ""))
-        anchor = ANCHOR.get(exp.name)
+        study, study_text, anchor = study_figures(exp)
         row.update(study=study, study_text=study_text, anchor=anchor[0] if anchor else None,
                    anchor_text=anchor[1] if anchor else "")
         if exp.kind == "train":
@@ -167,7 +181,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
                 report = _json(root / "evaluation" / f"{model}-s{budget.seeds[0]}_mnist" / "metrics.json")
                 if report:
                     row["cross"].append({"model": model, "accuracy": report["accuracy"],
-                                         "study": CROSS_STUDY.get(model)})
+                                         "study": PUBLISHED_MNIST_CROSS.get(model)})
         elif exp.kind == "gradcam":
             row["images"] = [str(p) for p in sorted((root / "gradcam").glob("*.png"))]
         if row.get("mean") is not None and row.get("study") is not None:
@@ -222,6 +236,20 @@ def provenance(budget: Any, timings: dict[str, Any]) -> dict[str, Any]:
             "steps": timings, "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def _experiment_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the main table: every experiment with a score (not the cross-dataset or Grad-CAM pieces)."""
+    return [r for r in rows if r["kind"] not in ("cross", "gradcam")]
+
+
+def experiment_cells(r: dict[str, Any], escape: Any = str) -> list[str]:
+    """experiment, ours, n, study, published anchor, epochs, s/epoch: shared by RESULTS.md and the HTML page."""
+    metric = " (val)" if r["metric"] == "val" else ""
+    anchor = f"{pct(r['anchor'])} {escape(r['anchor_text'])}" if r.get("anchor") else ""
+    epochs = "/".join(str(x) for x in r.get("epochs") or []) or "—"
+    return [escape(r["title"]), pct(r.get("mean"), r.get("std")) + metric, str(r.get("n", 0)),
+            escape(r["study_text"]), anchor, epochs, _seconds(r.get("seconds_per_epoch"))]
+
+
 def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> str:
     rows = data["rows"]
     lines = [f"# Results: both studies re-run with fmnist ({prov['budget']} budget)", "",
@@ -236,15 +264,9 @@ def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> s
              "## Every experiment next to the studies", "",
              "| experiment | ours | n | study | published anchor | epochs | s/epoch | params |",
              "|---|---:|---:|---|---|---|---:|---:|"]
-    for r in rows:
-        if r["kind"] in ("cross", "gradcam"):
-            continue
-        metric = " (val)" if r["metric"] == "val" else ""
-        anchor = f"{pct(r['anchor'])} {r['anchor_text']}" if r.get("anchor") else ""
-        epochs = "/".join(str(e) for e in r.get("epochs") or []) or "—"
+    for r in _experiment_rows(rows):
         params = f"{r['params']:,}" if isinstance(r.get("params"), int) else "—"
-        lines.append(f"| {r['title']} | {pct(r.get('mean'), r.get('std'))}{metric} | {r.get('n', 0)} | "
-                     f"{r['study_text']} | {anchor} | {epochs} | {_seconds(r.get('seconds_per_epoch'))} | {params} |")
+        lines.append("| " + " | ".join([*experiment_cells(r), params]) + " |")
     whys = [r for r in rows if r.get("why")]
     if whys:
         lines += ["", "### Where ours differs from a study by more than 1 point", ""]
@@ -369,14 +391,8 @@ def html_page(data: dict[str, Any], prov: dict[str, Any]) -> str:
              f"at <code>{e(prov['commit'])}</code>; machine: {e('; '.join(prov['machine']))}</li>",
              f"<li>Time: {_seconds(prov['total_seconds'])}; page written {e(prov['written'])}</li></ul>"]
     body = []
-    for r in rows:
-        if r["kind"] in ("cross", "gradcam"):
-            continue
-        body.append([e(r["title"]), pct(r.get("mean"), r.get("std")) + (" (val)" if r["metric"] == "val" else ""),
-                     str(r.get("n", 0)), e(r["study_text"]),
-                     f"{pct(r['anchor'])} {e(r['anchor_text'])}" if r.get("anchor") else "",
-                     "/".join(str(x) for x in r.get("epochs") or []) or "—", _seconds(r.get("seconds_per_epoch")),
-                     e(r.get("why", ""))])
+    for r in _experiment_rows(rows):
+        body.append([*experiment_cells(r, escape=e), e(r.get("why", ""))])
     parts += ["<h2>Every experiment next to the studies</h2>",
               _table(["experiment", "ours", "n", "study", "published anchor", "epochs", "s/epoch",
                       "why it differs (> 1 point)"], body)]
