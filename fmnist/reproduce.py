@@ -157,12 +157,22 @@ def _train(ctx: Context, exp: Experiment, seed: int) -> None:
                           f"fix it and rerun the same command: finished pieces are skipped.")
 
 
+def _up_to_date(product: Path, run_dir: Path) -> bool:
+    """Whether a report or figure made from a run is newer than the run itself.
+
+    A run trained again (its folder moved away, a config changed) must not keep the old run's report.
+    """
+    run_metrics = run_dir / "metrics.json"
+    return product.is_file() and (not run_metrics.is_file()
+                                  or product.stat().st_mtime >= run_metrics.stat().st_mtime)
+
+
 def _evaluate_run(ctx: Context, exp: Experiment, seed: int) -> None:
     """Full evaluator report (confusion matrix, per-class F1, errors) of a finished run, for the page."""
     from fmnist.evaluation import predict_checkpoint, write_report
 
     out = ctx.root / "evaluation" / ctx.run_name(exp.name, seed)
-    if (out / "metrics.json").is_file():
+    if _up_to_date(out / "metrics.json", ctx.run_dir(exp.name, seed)):
         return
     pred = predict_checkpoint(ctx.run_dir(exp.name, seed), data_dir=ctx.data_dir)
     write_report(pred, out, name=ctx.run_name(exp.name, seed), save_predictions=False)
@@ -202,9 +212,9 @@ def _cross(ctx: Context, exp: Experiment) -> None:
     for model in exp.needs:
         seed = ctx.budget.seeds[0]
         out = ctx.root / "evaluation" / f"{model}-s{seed}_mnist"
-        if (out / "metrics.json").is_file():
-            continue
         run = ctx.run_dir(model, seed)
+        if _up_to_date(out / "metrics.json", run):
+            continue
         if not (run / "metrics.json").is_file():
             ctx.log(f"  mnist-cross: no finished `{model}` run at {run}; run `--only {model}` first. Skipped.")
             continue
@@ -224,7 +234,7 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
     for model in exp.needs:
         path = out / f"{model}.png"
         run = ctx.run_dir(model, ctx.budget.seeds[0])
-        if path.is_file():
+        if _up_to_date(path, run):
             continue
         if not (run / "metrics.json").is_file():
             ctx.log(f"  gradcam: no finished `{model}` run at {run}; run `--only {model}` first. Skipped.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,14 @@ def test_end_to_end_then_skips_finished_pieces(synthetic_data_dir: str, tmp_path
     before = (_mtime(metrics), _mtime(root / "evaluation" / "baseline-logreg" / "metrics.json"))
     reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, log=lambda _: None)
     assert (_mtime(metrics), _mtime(root / "evaluation" / "baseline-logreg" / "metrics.json")) == before
+
+    # A run trained again (its folder moved away): its report, MNIST score and Grad-CAM are made again, not kept.
+    products = [root / "evaluation" / "scratch-s7" / "metrics.json",
+                root / "evaluation" / "scratch-s7_mnist" / "metrics.json", root / "gradcam" / "scratch.png"]
+    shutil.rmtree(root / "scratch-s7")
+    reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, report=False,
+              log=lambda _: None)
+    assert all(_mtime(product) >= _mtime(metrics) for product in products)
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(synthetic_data_dir: str, tmp_path: Path,
