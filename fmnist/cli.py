@@ -93,7 +93,11 @@ class FmnistCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        extra = kwargs.setdefault("callbacks", [])
+        # A ``callbacks`` keyword replaces ``trainer.callbacks`` in LightningCLI, so the configured ones
+        # (YAML or ``--trainer.callbacks+=...``) are carried over explicitly before ours are added.
+        configured = config.trainer.get("callbacks") or []
+        extra = kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]),
+                                       *kwargs.get("callbacks", [])]
         if config.trainer.get("enable_progress_bar", True) is not False:
             extra.append(RichProgressBar())
         if config.trainer.get("logger") not in (False, None):

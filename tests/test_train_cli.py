@@ -169,6 +169,22 @@ def test_every_config_builds_its_model(config: str, tmp_path: Path) -> None:
         assert cli.config.early_stopping.patience == 3
 
 
+def test_configured_callbacks_are_kept_beside_ours() -> None:
+    """``trainer.callbacks`` from the YAML and from the command line reach the Trainer (they were once dropped)."""
+    from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, EMAWeightAveraging
+
+    from fmnist.callbacks import EpochTimer
+    from fmnist.cli import FmnistCLI
+
+    cli = FmnistCLI(args=["--config", str(ROOT / "configs" / "deep.yaml"), "--trainer.logger", "false",
+                          "--trainer.callbacks+=lightning.pytorch.callbacks.DeviceStatsMonitor"], run=False)
+    kinds = [type(callback) for callback in cli.trainer.callbacks]
+    for kind in (EMAWeightAveraging, DeviceStatsMonitor, EarlyStopping, EpochTimer):
+        assert kind in kinds, kind
+    ema = next(c for c in cli.trainer.callbacks if isinstance(c, EMAWeightAveraging))
+    assert ema.update_every_n_steps == 1
+
+
 def test_print_config() -> None:
     result = run_train("fit", "--config", str(ROOT / "configs" / "deep.yaml"), "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
