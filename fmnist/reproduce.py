@@ -347,9 +347,8 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
 
     ``repo`` is where RESULTS*.md, the HTML page and the committed figures go (default: the working directory).
     """
-    spec = budget if isinstance(budget, Budget) else get_budget(budget)
-    if seeds:
-        spec = Budget(**{**spec.__dict__, "seeds": tuple(seeds)})
+    base = budget if isinstance(budget, Budget) else get_budget(budget)
+    spec = Budget(**{**base.__dict__, "seeds": tuple(seeds)}) if seeds else base
     ctx = Context(spec, Path(root) if root else DEFAULT_ROOT / spec.name, gpus, data_dir, log)
     ctx.root.mkdir(parents=True, exist_ok=True)
     ctx.timings = load_timings(ctx.root)
@@ -377,7 +376,8 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
         return None
     from fmnist.results_page import write_results
 
-    return write_results(ctx.root, spec, ctx.timings, repo=repo)
+    # The page shows every finished seed of the budget, not only those this invocation was asked to run.
+    return write_results(ctx.root, base, ctx.timings, repo=repo)
 
 
 def build_parser() -> argparse.ArgumentParser:
