@@ -44,7 +44,7 @@ def refresh_batch_norm(pl_module: L.LightningModule, trainer: L.Trainer, batches
     used = 0
     try:
         with torch.no_grad():
-            for batch in trainer.datamodule.train_dataloader():
+            for batch in trainer.train_dataloader:  # the fit's own loader: a data module is not required
                 if used >= batches:
                     break
                 # Device transfer + the data module's batch hook; outside training steps it adds no augmentation.

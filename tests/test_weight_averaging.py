@@ -26,7 +26,7 @@ def test_refresh_measures_batch_norm_statistics_of_the_current_weights() -> None
     bn1 = module.model.features.bn1
     bn1.running_mean.fill_(100.0)  # statistics of some other weights
     batches = _batches(3)
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(train_dataloader=lambda: batches + _batches(5)),
+    trainer = SimpleNamespace(train_dataloader=batches + _batches(5),
                               strategy=SimpleNamespace(batch_to_device=lambda batch, dataloader_idx: batch))
     assert refresh_batch_norm(module, trainer, batches=3) == 3
     with torch.no_grad():  # BN1 sees ReLU(conv1(x)): its new running mean is the mean of the three batch means
