@@ -131,3 +131,20 @@ def test_timings_survive_a_parallel_invocation_and_are_backfilled_from_runs(tmp_
     assert timings["vggbn"] == {"seconds": 99.0}
     assert timings["deep"]["seconds"] == 321.0 and timings["deep"]["commit"] == "abc1234"
     assert timings["deep"]["command"] == "python -m fmnist.reproduce --budget tiny --only deep"
+
+
+def test_page_counts_every_finished_seed_after_a_seeds_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--seeds 8`` runs (here: finds) seed 8 only; the page still averages every finished seed of the budget."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    two = Budget(**{**TINY.__dict__, "seeds": (7, 8)})
+    for seed, acc in ((7, 0.90), (8, 0.92)):
+        run = root / f"deep-s{seed}" / "version_0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"seed": seed, "test_acc": acc, "test_macro_f1": acc,
+                                                      "epochs": 3, "best_epoch": 2, "wall_seconds": 10.0}))
+        (root / "evaluation" / f"deep-s{seed}").mkdir(parents=True)
+        (root / "evaluation" / f"deep-s{seed}" / "metrics.json").write_text("{}")
+    md = reproduce(two, only=["deep"], seeds=[8], root=root, repo=tmp_path, log=lambda _: None)
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| Study B: deep (= CNN-3)"))
+    assert "| 91.00% ± 1.41 | 2 |" in row, row
