@@ -86,6 +86,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "scratch", ("--optimizer", "sgd")),
     Experiment("deep-no-bn-dropout", "train", "Ablation: deep without BatchNorm and dropout", "Ablations", "deep",
                ("--model.model_kwargs", json.dumps({"batchnorm": False, "dropout": 0.0}))),
+    Experiment("deep-shirt-weight", "train", "Class weight: deep with study B's Shirt x2", "Ablations", "deep",
+               ("--model.class_weights", "{6: 2.0}")),
     Experiment("vggbn", "train", "Ours: VGG-style CNN with BatchNorm (our recipe)", "Beyond the studies", "vggbn"),
     Experiment("cv-scratch", "cv", "3-fold CV: scratch", "Cross-validation", "scratch"),
     Experiment("cv-deep", "cv", "3-fold CV: deep", "Cross-validation", "deep"),
