@@ -17,13 +17,15 @@ FULLISH = Budget("fullish", "FULLISH test budget", epochs=None, train_subset=Non
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def _run(root: Path, name: str, seed: int, test_acc: float, val_acc: float = 0.9, epochs: int = 9) -> None:
+def _run(root: Path, name: str, seed: int, test_acc: float, val_acc: float = 0.9, epochs: int = 9,
+         shirt_acc: float = 0.75) -> None:
     folder = root / f"{name}-s{seed}" / "version_0"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({
         "test_acc": test_acc, "val_acc": val_acc, "test_macro_f1": test_acc - 0.01, "epochs": epochs,
         "best_epoch": epochs - 3, "seconds_per_epoch": 30.0, "wall_seconds": 300.0, "trainable_params": 94154,
-        "seed": seed, "git_commit": "abc1234"}))
+        "seed": seed, "git_commit": "abc1234", "per_class_acc": {**dict.fromkeys(CLASSES, test_acc),
+                                                                 "Shirt": shirt_acc}}))
 
 
 def _report(root: Path, name: str, accuracy: float) -> None:
@@ -98,3 +100,14 @@ def test_render_reports_script_errors(tmp_path: Path) -> None:
                       "<body><pre id='js-errors'></pre></body></html>")
     assert render(page).charts == 0 and not render(page).ok  # no charts at all is not a pass either
     assert "undefinedFunction" in render(broken).errors
+
+
+def test_class_weight_trade_is_set_side_by_side(results_root: Path, tmp_path: Path) -> None:
+    """Study B's Shirt x2: the page shows Shirt accuracy bought and overall accuracy paid, from the runs."""
+    assert "Shirt x2 class weight" not in write_results(results_root, FULLISH, {}, repo=tmp_path).read_text()
+    _run(results_root, "deep-shirt-weight", 1, 0.912, shirt_acc=0.80)
+    _run(results_root, "deep-shirt-weight", 2, 0.910, shirt_acc=0.78)
+    text = write_results(results_root, FULLISH, {}, repo=tmp_path).read_text()
+    section = text.split("## Study B's Shirt x2 class weight")[1]
+    assert "| deep | x1 | 91.60% | 75.00% | 25.00% | 2 |" in section
+    assert "| deep | x2 | 91.10% | 79.00% | 21.00% | 2 |" in section
