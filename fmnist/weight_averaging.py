@@ -60,22 +60,26 @@ def refresh_batch_norm(pl_module: L.LightningModule, trainer: L.Trainer, batches
     return used
 
 
-def warmup_ema_avg_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]:
+def warmup_ema_multi_avg_fn(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], Any], None]:
     """EMA update whose decay grows as ``(1 + n) / (10 + n)`` up to ``decay`` (``n``: updates so far).
 
     A plain EMA starts from the initial weights and, at decay 0.999, still gives them ``0.999 ** n`` of its
     weight after ``n`` steps (62% after 3 short epochs of 157 steps), so short runs score a half-trained
     average. With the warm-up the average follows the weights early on and reaches ``decay`` after
     ``(10 * decay - 1) / (1 - decay)`` updates (8,990 at 0.999).
+
+    Torch's ``AveragedModel`` calls this once per device and dtype group, not once per tensor, so reading
+    ``n`` (a tensor, on the GPU a synchronisation) happens once per step.
     """
     if not 0.0 <= decay <= 1.0:
         raise ValueError(f"EMA decay must be in [0, 1], got {decay}.")
 
     @torch.no_grad()
-    def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: Any) -> torch.Tensor:
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: Any) -> None:
         n = float(num_averaged)
         rate = min(decay, (1.0 + n) / (10.0 + n))
-        return rate * averaged + (1.0 - rate) * current
+        for average, value in zip(averaged, current, strict=True):
+            average.copy_(rate * average + (1.0 - rate) * value)
 
     return update
 
@@ -87,7 +91,7 @@ class BatchNormEMA(EMAWeightAveraging):
         decay: EMA decay per optimizer step (0.999: a time constant of ~1,000 steps, 1.25 epochs of
             ``deep`` at batch 64).
         refresh_batches: training batches used to re-measure BatchNorm statistics before each validation.
-        warmup: let the decay grow from 0.1 to ``decay`` over the first updates (:func:`warmup_ema_avg_fn`);
+        warmup: let the decay grow from 0.1 to ``decay`` over the first updates (:func:`warmup_ema_multi_avg_fn`);
             for short runs, whose plain average would still lean on the initial weights.
         kwargs: passed on to :class:`~lightning.pytorch.callbacks.EMAWeightAveraging`.
     """
@@ -96,9 +100,9 @@ class BatchNormEMA(EMAWeightAveraging):
                  **kwargs: Any) -> None:
         super().__init__(decay=decay, **kwargs)
         self.refresh_batches = refresh_batches
-        self.warmup = warmup
-        if warmup:  # the parent hands avg_fn to torch's AveragedModel when fit starts
-            self._kwargs["avg_fn"] = warmup_ema_avg_fn(decay)
+        if warmup:  # the parent hands these to torch's AveragedModel when fit starts; multi_avg_fn replaces avg_fn
+            del self._kwargs["avg_fn"]
+            self._kwargs["multi_avg_fn"] = warmup_ema_multi_avg_fn(decay)
 
     @staticmethod
     def _fitting(trainer: L.Trainer) -> bool:
