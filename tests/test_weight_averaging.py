@@ -69,7 +69,7 @@ def test_warmup_lets_a_short_run_average_follow_the_weights() -> None:
             with torch.no_grad():
                 live.weight.add_(0.01)  # a steady drift, as training makes
             averaged.update_parameters(live)
-        return float((averaged.module.weight - live.weight).abs().max())
+        return float((averaged.module.weight - live.weight).detach().abs().max())
 
     # 300 steps of drift 0.01 = 3.0: plain EMA lags by ~2.6 (it has moved ~0.3 of the way), warm-up by < 0.3.
     assert distance_after(300) > 2.0
