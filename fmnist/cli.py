@@ -160,8 +160,8 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=trainer.is_global_zero)
     val_metrics, test_metrics = (val[0] if val else {}), (test[0] if test else {})
     best_epoch = None
-    if best:
-        best_epoch = int(torch.load(best, map_location="cpu", weights_only=False).get("epoch", -1))
+    if best:  # counted from 1, like "epochs" (the checkpoint stores Lightning's 0-based index)
+        best_epoch = int(torch.load(best, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
     metrics: dict[str, Any] = {
         "model": model.hparams.model_name,
         "dataset": datamodule.hparams.dataset,
