@@ -239,8 +239,10 @@ def pct(value: float | None, std: float | None = None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    if not value:
+    if value is None:
         return "—"
+    if value < 1:  # KNN's fit, a linear model's predict: "0 s" would read as not measured
+        return "< 1 s"
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 
 

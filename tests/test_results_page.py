@@ -111,3 +111,10 @@ def test_class_weight_trade_is_set_side_by_side(results_root: Path, tmp_path: Pa
     section = text.split("## Study B's Shirt x2 class weight")[1]
     assert "| deep | x1 | 91.60% | 75.00% | 25.00% | 2 |" in section
     assert "| deep | x2 | 91.10% | 79.00% | 21.00% | 2 |" in section
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, "—"), (0.017, "< 1 s"), (36.4, "36 s"), (218.3, "3.6 min")])
+def test_durations_read_as_measured(value: float | None, shown: str) -> None:
+    from fmnist.results_page import _seconds
+
+    assert _seconds(value) == shown
