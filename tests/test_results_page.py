@@ -10,7 +10,7 @@ import pytest
 
 from fmnist.html_check import find_browser, render
 from fmnist.reproduce import Budget
-from fmnist.results_page import WHY, collect, write_results
+from fmnist.results_page import WHY, _seconds, collect, write_results
 
 FULLISH = Budget("fullish", "FULLISH test budget", epochs=None, train_subset=None, seeds=(1, 2), cv_epochs=30,
                  cv_patience=8, baseline_subset=None, results_md="RESULTS-t.md", report_dir="reports/t")
@@ -115,6 +115,4 @@ def test_class_weight_trade_is_set_side_by_side(results_root: Path, tmp_path: Pa
 
 @pytest.mark.parametrize(("value", "shown"), [(None, "—"), (0.017, "< 1 s"), (36.4, "36 s"), (218.3, "3.6 min")])
 def test_durations_read_as_measured(value: float | None, shown: str) -> None:
-    from fmnist.results_page import _seconds
-
     assert _seconds(value) == shown
