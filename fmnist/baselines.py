@@ -3,8 +3,8 @@
 Each baseline is a registry entry (name -> estimator factory + the best hyperparameters of the
 Fashion-MNIST benchmark, arXiv:1708.07747 Table 3). Inputs are the flattened, [0, 1]-scaled
 784-d images as float32 (half the memory and faster distance/BLAS kernels than float64; libsvm
-converts to float64 internally anyway). Fitted estimators are cached with joblib under
-``artifacts/baselines/<name>-<hash>.joblib`` where the hash covers the hyperparameters, the
+converts to float64 internally anyway). Fitted estimators are cached in skops format (no pickle) under
+``artifacts/baselines/<name>-<hash>.skops`` where the hash covers the hyperparameters, the
 training subset and a fingerprint of the training data, so a rerun reloads instead of refitting.
 
 Probabilities: every baseline yields ``[N, 10]`` class probabilities whose argmax is exactly the
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.serialization import load_estimator, save_estimator
 
 ARTIFACTS_DIR = Path("artifacts") / "baselines"
 
@@ -48,6 +49,9 @@ class BaselineSpec:
     one_vs_rest: bool = False  # wrap in OneVsRestClassifier (logreg: the benchmark's one-vs-rest L1 model)
     takes_n_jobs: bool = False  # the estimator itself has an n_jobs parameter
     parallel_predict: bool = False  # predict in row chunks over threads (SVC: libsvm is single-threaded)
+    # Types beyond skops' safe defaults that a fitted estimator of this kind holds; a cached file asking
+    # for any other type is refused (see fmnist.serialization).
+    trusted_types: tuple[str, ...] = ()
 
 
 def _registry() -> dict[str, BaselineSpec]:
@@ -71,7 +75,7 @@ def _registry() -> dict[str, BaselineSpec]:
         "rf": BaselineSpec(
             "rf", "random forest", RandomForestClassifier,
             {"n_estimators": 100, "criterion": "entropy", "max_depth": 100, "random_state": 42},
-            0.873, 0.89, takes_n_jobs=True),
+            0.873, 0.89, takes_n_jobs=True, trusted_types=("sklearn.tree._tree.Tree",)),
         "knn": BaselineSpec(
             "knn", "k-nearest neighbours, Manhattan distance, distance-weighted votes", KNeighborsClassifier,
             {"n_neighbors": 5, "p": 1, "weights": "distance"},
@@ -79,7 +83,7 @@ def _registry() -> dict[str, BaselineSpec]:
         "mlp": BaselineSpec(
             "mlp", "multi-layer perceptron, one hidden layer of 100 ReLUs (Adam)", MLPClassifier,
             {"activation": "relu", "hidden_layer_sizes": (100,), "random_state": 42},
-            0.871, 0.85),
+            0.871, 0.85, trusted_types=("sklearn.neural_network._stochastic_optimizers.AdamOptimizer",)),
     }
 
 
@@ -214,7 +218,7 @@ def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
 
 @dataclass
 class FittedBaseline:
-    """A fitted estimator with what is needed to reuse it: saved as one joblib file."""
+    """A fitted estimator with what is needed to reuse it: the estimator in skops format, the rest as JSON."""
 
     name: str
     estimator: Any
@@ -358,28 +362,22 @@ def baseline_data(dataset: str = "fashion", data_dir: str | Path | None = None, 
 def fit_or_load(name: str, params: dict[str, Any], data: BaselineData, *, train_subset: int | None = None,
                 calibration_size: int = 2000, n_jobs: int | None = -1, refit: bool = False,
                 artifacts_dir: str | Path = ARTIFACTS_DIR, log: Callable[[str], None] = print) -> FittedBaseline:
-    """Reload ``artifacts/baselines/<name>-<hash>.joblib`` if present (and not ``refit``), else fit and save it.
+    """Reload ``artifacts/baselines/<name>-<hash>.skops`` (+ ``.json``) if present (and not ``refit``), else fit and save it.
 
     Estimators without ``predict_proba`` (SVC) also get their softmax temperature from
     ``calibration_size`` validation images; that time is recorded apart from the fit.
     """
-    import joblib
     from joblib import parallel_config
 
     spec = get_baseline(name)
     needs_temperature = not hasattr(build_estimator(spec, params), "predict_proba")
     calibration_size = min(calibration_size, len(data.y_val)) if needs_temperature else 0
     key = cache_key(name, params, train_subset, data.fingerprint, calibration_size or None)
-    path = Path(artifacts_dir) / f"{name}-{key}.joblib"
-    if path.is_file() and not refit:
-        try:
-            fitted: FittedBaseline = joblib.load(path)
-        except Exception as exc:  # e.g. saved by another scikit-learn version
-            log(f"could not reload {path} ({type(exc).__name__}: {exc}); refitting")
-        else:
-            fitted.path, fitted.loaded = path, True
-            set_n_jobs(fitted.estimator, n_jobs)
-            return fitted
+    path = Path(artifacts_dir) / f"{name}-{key}.skops"
+    if path.is_file() and path.with_suffix(".json").is_file() and not refit:
+        fitted = load_fitted(path, spec)
+        set_n_jobs(fitted.estimator, n_jobs)
+        return fitted
     estimator = build_estimator(spec, params, n_jobs)
     log(f"fitting {name} ({spec.factory.__name__}) on {len(data.y_train):,} x {data.X_train.shape[1]} ...")
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -404,9 +402,37 @@ def fit_or_load(name: str, params: dict[str, Any], data: BaselineData, *, train_
         fitted.extra["calibration_seconds"] = time.perf_counter() - started
     fitted.extra["n_iter"] = _n_iter(estimator)
     fitted.extra["fit_cpu_seconds"] = fit_cpu
+    save_fitted(fitted, path)
+    return fitted
+
+
+_META_FIELDS = ("name", "params", "train_subset", "n_train", "fit_seconds", "temperature", "calibration_size",
+                "fingerprint", "sklearn_version", "created", "extra")
+
+
+def save_fitted(fitted: FittedBaseline, path: Path) -> None:
+    """``path`` (skops: the estimator) and ``path.with_suffix('.json')`` (everything else)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(fitted, path)
+    save_estimator(fitted.estimator, path)
+    meta = {f: getattr(fitted, f) for f in _META_FIELDS}
+    meta["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in meta["params"].items()}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=repr) + "\n")
     fitted.path = path
+
+
+def load_fitted(path: Path, spec: BaselineSpec) -> FittedBaseline:
+    """A cached baseline, loaded without unpickling: skops with ``spec``'s trusted types, metadata from JSON."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FmnistError(f"{path.with_suffix('.json')} is not readable JSON ({exc}); delete it to refit.") from None
+    estimator = load_estimator(path, trusted=spec.trusted_types)
+    if meta.get("sklearn_version") != _version():
+        raise FmnistError(f"{path} was fitted with scikit-learn {meta.get('sklearn_version')} and this is "
+                          f"{_version()}; pass --refit (or delete it) to fit it again.")
+    fitted = FittedBaseline(estimator=estimator, **{f: meta.get(f) for f in _META_FIELDS if f != "extra"},
+                            extra=meta.get("extra") or {})
+    fitted.path, fitted.loaded = path, True
     return fitted
 
 

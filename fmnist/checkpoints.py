@@ -17,6 +17,7 @@ from fmnist.data.sources import dataset_info
 from fmnist.data.transforms import InputTransform
 from fmnist.errors import FmnistError
 from fmnist.module import Classifier
+from fmnist.serialization import read_checkpoint
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -77,10 +78,7 @@ class TrainedModel:
 def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> TrainedModel:
     """Load a trained model (run folder or ``.ckpt``) in eval mode with its input transform."""
     checkpoint = resolve_checkpoint(path)
-    try:
-        raw = torch.load(checkpoint, map_location=map_location, weights_only=False)
-    except Exception as exc:
-        raise FmnistError(f"{checkpoint} is not a readable checkpoint ({type(exc).__name__}: {exc}).") from None
+    raw = read_checkpoint(checkpoint, map_location)
     if "state_dict" not in raw or "hyper_parameters" not in raw:
         raise FmnistError(f"{checkpoint} is not a Lightning checkpoint of fmnist's Classifier.")
     hparams = dict(raw["hyper_parameters"])

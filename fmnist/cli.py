@@ -28,6 +28,7 @@ from fmnist.data.datamodule import FashionMNISTDataModule
 from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, get_spec, list_models
 from fmnist.module import Classifier, weight_fingerprint
+from fmnist.serialization import read_checkpoint
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_LOGDIR = "lightning_logs"
@@ -73,10 +74,24 @@ class FmnistCLI(LightningCLI):
         parser.link_arguments("model.model_name", "data.channels", compute_fn=_channels)
 
     # -- configuration fix-ups before anything is built ------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyperparameters right after parsing (weights_only=True, but a refused
+        # or missing file surfaces as a traceback); check the file first so it ends in one sentence.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            read_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         model_name = config.model.model_name
         get_spec(model_name)  # unknown names: one clear sentence before anything is built
+        if "weights_only" in config:  # fit/validate/test/predict with --ckpt_path: never unpickle code
+            if config.weights_only is False:
+                raise FmnistError("--weights_only false is refused: fmnist loads checkpoints as tensors and "
+                                  "plain values only, so a checkpoint cannot run code.")
+            config.weights_only = True
         logger = config.trainer.logger
         init = _logger_init_args(logger)
         if init is not None and init.get("name") in (AUTO_NAME, None):
@@ -156,12 +171,13 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
     timer = next((c for c in trainer.callbacks if isinstance(c, EpochTimer)), None)
     # Copied now: validate/test with ckpt_path restore the best checkpoint's callback state (its shorter list).
     epoch_seconds = list(timer.epoch_seconds) if timer else []
-    val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=trainer.is_global_zero)
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=trainer.is_global_zero,
+                        weights_only=True)
     val_metrics, test_metrics = (val[0] if val else {}), (test[0] if test else {})
     best_epoch = None
     if best:  # counted from 1, like "epochs" (the checkpoint stores Lightning's 0-based index)
-        best_epoch = int(torch.load(best, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+        best_epoch = int(read_checkpoint(best).get("epoch", -1)) + 1
     metrics: dict[str, Any] = {
         "model": model.hparams.model_name,
         "dataset": datamodule.hparams.dataset,

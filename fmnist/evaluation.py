@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.serialization import read_checkpoint
 
 REPORTS_DIR = Path("reports")
 DEFAULT_LOW_CONFIDENCE = 0.8
@@ -446,7 +447,7 @@ def predict_checkpoint(path: str | Path, *, dataset: str | None = None, split: s
         device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     trained = load_trained(latest_version(Path(path)), map_location=device)
-    raw = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    raw = read_checkpoint(trained.checkpoint)
     data_hp = dict(raw.get("datamodule_hyper_parameters") or {})
     dataset = dataset or trained.dataset
     dataset_info(dataset)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
@@ -41,10 +40,10 @@ def test_every_baseline_fits_and_predicts_through_the_cli(name: str, synthetic_d
     # probabilities are proper, and their argmax is the estimator's own predict
     pred = Predictions.load(tmp_path / f"report-{name}")
     np.testing.assert_allclose(pred.probs.sum(axis=1), 1.0, rtol=1e-5)
-    fitted = joblib.load(m["artifact"])
+    fitted = B.load_fitted(Path(m["artifact"]), spec)
     data = B.baseline_data("fashion", synthetic_data_dir, train_subset=300)
     np.testing.assert_array_equal(pred.preds, fitted.estimator.predict(data.X_test))
-    assert Path(m["artifact"]).name.startswith(f"{name}-") and Path(m["artifact"]).suffix == ".joblib"
+    assert Path(m["artifact"]).name.startswith(f"{name}-") and Path(m["artifact"]).suffix == ".skops"
 
 
 def test_saved_estimator_is_reloaded_not_refit(synthetic_data_dir: str, tmp_path: Path, capsys) -> None:
@@ -70,7 +69,7 @@ def test_param_override_changes_cache_key_and_report_name(synthetic_data_dir: st
     default = json.loads((tmp_path / "reports" / "knn-n300" / "metrics.json").read_text())
     changed = json.loads((tmp_path / "reports" / "knn-n300-n_neighbors3_fashion-val" / "metrics.json").read_text())
     assert changed["params"]["n_neighbors"] == 3 and default["params"]["n_neighbors"] == 5
-    assert changed["artifact"] != default["artifact"] and len(list((tmp_path / "art").glob("knn-*.joblib"))) == 2
+    assert changed["artifact"] != default["artifact"] and len(list((tmp_path / "art").glob("knn-*.skops"))) == 2
     assert changed["split"] == "val" and changed["n"] == 90  # 15% of 600, indices into the training images
     assert set(Predictions.load(tmp_path / "reports" / "knn-n300-n_neighbors3_fashion-val").indices) <= set(range(600))
 

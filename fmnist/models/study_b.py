@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.models.base import FeatureClassifier
 from fmnist.models.registry import register_model
+from fmnist.serialization import read_checkpoint
 
 
 def scratch_features() -> nn.Sequential:
@@ -88,7 +88,7 @@ def load_base_weights(features: nn.Module, checkpoint: str | Path) -> None:
         raise FmnistError(f"transfer base checkpoint {path} does not exist; pretrain it with "
                           f"`python train.py fit --config configs/mnist_pretrain.yaml` or let "
                           f"`python train.py --model transfer` do it.")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     state = state.get("state_dict", state)
     prefixes = ("model.features.", "features.", "")
     for prefix in prefixes:

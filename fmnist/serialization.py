@@ -1,0 +1,68 @@
+"""Reading files a user hands us without running code from them.
+
+A ``.ckpt`` is a pickle and so was the scikit-learn cache (joblib): unpickling a crafted file runs
+whatever it names. Every checkpoint here is read with ``torch.load(..., weights_only=True)`` (tensors
+and plain containers only) and every fitted estimator with ``skops.io`` behind an explicit list of
+the types that estimator needs. A file that needs more is refused with one sentence, never loaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+import torch
+
+from fmnist.errors import FmnistError
+
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's dictionary, read with ``weights_only=True``; anything else is refused."""
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        if found is None:  # not a pickle of plain values at all: garbage, truncated, another format
+            raise FmnistError(f"{path} is not a readable checkpoint (not a torch.save file of tensors and "
+                              f"plain values).") from None
+        what = f" (it asks for {found.group(1)})"
+        raise FmnistError(f"refusing to load {path}: it holds Python objects beyond tensors and plain values{what}, "
+                          f"and loading those could run code; use a checkpoint written by fmnist's training "
+                          f"or re-save the weights as a plain state dict.") from None
+    except FileNotFoundError:
+        raise FmnistError(f"checkpoint {path} does not exist; pass a run folder or an existing .ckpt file.") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise FmnistError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'empty file'}).") from None
+    if not isinstance(raw, dict):
+        raise FmnistError(f"{path} is not a checkpoint dictionary (found {type(raw).__name__}).")
+    return raw
+
+
+def save_estimator(estimator: Any, path: str | Path) -> None:
+    """Write a fitted scikit-learn estimator in skops format (loading it cannot run code)."""
+    sio.dump(estimator, Path(path))
+
+
+def load_estimator(path: str | Path, trusted: Iterable[str] = ()) -> Any:
+    """A skops file's estimator, provided every type it needs is skops-safe or listed in ``trusted``."""
+    path = Path(path)
+    try:
+        needed = set(sio.get_untrusted_types(file=path))
+    except Exception as exc:  # noqa: BLE001 -- any unreadable file is one message
+        raise FmnistError(f"{path} is not a readable skops file ({type(exc).__name__}); delete it to refit.") from None
+    refused = sorted(needed - set(trusted))
+    if refused:
+        raise FmnistError(f"refusing to load {path}: it asks for types this baseline never needs "
+                          f"({', '.join(refused)}); delete the file to refit.")
+    try:
+        return sio.load(path, trusted=sorted(needed))
+    except Exception as exc:  # noqa: BLE001
+        raise FmnistError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); delete it to refit.") from None
