@@ -3,7 +3,7 @@
 
 import sys
 
-from fmnist.evaluate_cli import main
+from fmnist.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

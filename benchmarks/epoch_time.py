@@ -2,7 +2,7 @@
 
 Ours: Lightning ``Trainer`` + ``FashionMNISTDataModule`` (whole dataset in memory, batch work in
 ``on_after_batch_transfer``) + ``Classifier("deep")``, Adam 1e-3, batch 64, the same stratified
-51,000 / 9,000 split, on the CPU. An epoch is timed by ``fmnist.callbacks.EpochTimer``: training
+51,000 / 9,000 split, on the CPU. An epoch is timed by ``fmnist.training.callbacks.EpochTimer``: training
 pass + validation pass, as Keras' ``fit`` reports it. The summary is the **median of epochs
 2..N**: epoch 1 (warm-up: allocator, oneDNN primitive cache, ``torch.compile``'s compilation) is
 excluded, in both implementations. CPU seconds of the process are recorded next to wall seconds:
@@ -77,9 +77,9 @@ def run_ours(args: argparse.Namespace, augment: bool) -> dict:
     import lightning as L
     import torch
 
-    from fmnist.callbacks import EpochTimer
     from fmnist.data.datamodule import FashionMNISTDataModule
-    from fmnist.module import Classifier
+    from fmnist.training.callbacks import EpochTimer
+    from fmnist.training.module import Classifier
 
     class CpuEpochTimer(EpochTimer):
         """EpochTimer plus the process' CPU seconds over the same span."""

@@ -22,17 +22,22 @@ Helpers are importable from test modules with ``from conftest import write_synth
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from fmnist.data.idx import write_idx
-from fmnist.data.sources import NO_DOWNLOAD_ENV_VAR, SPLIT_FILES, dataset_info, find_raw_dir
+from fmnist.data.sources import NO_DOWNLOAD_ENV_VAR, SPLIT_FILES, dataset_info, find_raw_dir, load_dataset
 from fmnist.errors import DataNotFoundError
+from fmnist.training.module import Classifier
 
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 600, 100
 
@@ -176,3 +181,30 @@ def real_mnist_root() -> str:
 def real_data_root() -> str:
     """Root with both real Fashion-MNIST and MNIST (skips when either is absent)."""
     return real_data_dir("fashion", "mnist")
+
+
+# -- one tiny trained checkpoint per session (Grad-CAM, photo and IIIF tests) ---------------------------
+def train_tiny_checkpoint(path: Path, data_dir: str, model_name: str = "cnn") -> Path:
+    """A tiny trained checkpoint that ``load_trained`` reads (a few steps on synthetic Fashion-MNIST)."""
+    images, labels = load_dataset("fashion", data_dir).split("train")
+    loader = DataLoader(TensorDataset(images[:256].float().div(255).unsqueeze(1), labels[:256]), batch_size=64)
+    torch.manual_seed(0)
+    module = Classifier(model_name)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer.fit(module, loader)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@functools.cache
+def cached_checkpoint(data_dir: str, model_name: str = "cnn") -> Path:
+    """One trained checkpoint per session, shared by the Grad-CAM, photo and IIIF tests."""
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-test-ckpt-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return train_tiny_checkpoint(folder / f"{model_name}.ckpt", data_dir, model_name)
+
+
+@pytest.fixture
+def cnn_checkpoint(synthetic_data_dir: str) -> Path:
+    return cached_checkpoint(synthetic_data_dir)

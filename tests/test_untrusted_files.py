@@ -15,8 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from fmnist import baselines as B
+from fmnist.cli import main as evaluate_main
 from fmnist.errors import FmnistError
-from fmnist.evaluate_cli import main as evaluate_main
 from fmnist.serialization import load_estimator, read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -69,7 +69,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        dataset: Literal["fashion", "mnist"] = "fashion",
+        dataset: str = "fashion",
         data_dir: str | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,

@@ -41,16 +41,35 @@ SPLIT_FILES = {
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """One dataset of 28x28 grayscale IDX files: where its files live and what its classes are called."""
+
     name: str
-    folder: str  # torchvision's folder name under the root
+    folder: str  # folder name under a data root (torchvision's layout: <root>/<folder>/raw/)
     class_names: tuple[str, ...]
-    torchvision_class: str
+    torchvision_class: str | None = None  # torchvision.datasets class that can download it, if any
+    system_dir: Path | None = None  # a system-wide copy (a Debian package), searched last
+    system_package: str | None = None  # the package that installs system_dir
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "fashion": DatasetInfo("fashion", "FashionMNIST", FASHION_CLASSES, "FashionMNIST"),
-    "mnist": DatasetInfo("mnist", "MNIST", DIGIT_CLASSES, "MNIST"),
-}
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a dataset: from then on the data module, the evaluator and ``--dataset`` know it by name."""
+    if info.name in DATASETS:
+        raise FmnistError(f"a dataset named {info.name!r} is registered already; pick another name.")
+    DATASETS[info.name] = info
+    return info
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a registered dataset (tests register throwaway ones)."""
+    DATASETS.pop(name, None)
+
+
+register_dataset(DatasetInfo("fashion", "FashionMNIST", FASHION_CLASSES, "FashionMNIST", SYSTEM_FASHION_DIR,
+                             DEBIAN_PACKAGE))
+register_dataset(DatasetInfo("mnist", "MNIST", DIGIT_CLASSES, "MNIST"))
 
 
 def dataset_info(dataset: str) -> DatasetInfo:
@@ -82,8 +101,8 @@ def candidate_dirs(dataset: str, data_dir: str | Path | None = None) -> list[Pat
         roots.append(Path(os.environ[ENV_VAR]))
     roots.append(Path("data"))
     dirs = [root / info.folder / "raw" for root in roots]
-    if dataset == "fashion":
-        dirs.append(SYSTEM_FASHION_DIR)
+    if info.system_dir is not None:
+        dirs.append(info.system_dir)
     return dirs
 
 
@@ -95,7 +114,7 @@ def find_raw_dir(dataset: str, data_dir: str | Path | None = None, download: boo
     if download is None:
         download = os.environ.get(NO_DOWNLOAD_ENV_VAR, "") in ("", "0")
     root = Path(data_dir) if data_dir is not None else Path("data")
-    if download:
+    if download and dataset_info(dataset).torchvision_class:
         with contextlib.suppress(Exception):
             _download(dataset, root)
             if _complete(root / dataset_info(dataset).folder / "raw"):
@@ -116,9 +135,9 @@ def _not_found_message(dataset: str, data_dir: str | Path | None, tried_download
     searched = ", ".join(str(d) for d in candidate_dirs(dataset, data_dir))
     files = ", ".join(stem + "[.gz]" for pair in SPLIT_FILES.values() for stem in pair)
     hint = (
-        f"install Debian's package with `apt-get update && apt-get install -y {DEBIAN_PACKAGE}` "
-        f"(puts the files in {SYSTEM_FASHION_DIR}), or "
-        if dataset == "fashion" else ""
+        f"install Debian's package with `apt-get update && apt-get install -y {info.system_package}` "
+        f"(puts the files in {info.system_dir}), or "
+        if info.system_package else ""
     )
     how = "the download failed (are you offline?)" if tried_download else f"downloading is off (${NO_DOWNLOAD_ENV_VAR})"
     return (

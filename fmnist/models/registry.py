@@ -25,6 +25,7 @@ class ModelSpec:
     input_size: int = 28
     channels: int = 1
     target_layer: str | None = None  # dotted name of the last conv layer, for Grad-CAM
+    alias_of: str | None = None  # another entry's name when this one is only a second name for it
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -41,6 +42,15 @@ def register_model(name: str, *, description: str, source: str, input_size: int 
         return builder
 
     return decorate
+
+
+def register_alias(alias: str, target: str, *, description: str, source: str) -> None:
+    """A second name for a registered model (study B's table names): same builder, options and layer."""
+    if alias in _REGISTRY:
+        raise ValueError(f"model {alias!r} is registered twice")
+    spec = get_spec(target)
+    _REGISTRY[alias] = ModelSpec(alias, spec.builder, description, source, spec.input_size, spec.channels,
+                                 spec.target_layer, alias_of=target)
 
 
 def list_models(pattern: str = "*") -> list[str]:

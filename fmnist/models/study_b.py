@@ -9,7 +9,7 @@ from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.models.base import FeatureClassifier
-from fmnist.models.registry import register_model
+from fmnist.models.registry import register_alias, register_model
 from fmnist.serialization import read_checkpoint
 
 
@@ -33,12 +33,6 @@ def scratch(num_classes: int = 10) -> nn.Module:
     return FeatureClassifier(scratch_features(), dense_head(num_classes))
 
 
-@register_model("cnn2", source="study B, table 1", target_layer="features.conv2",
-                description="table 1 CNN-2: 2 conv + max-pool (same network as scratch)")
-def cnn2(num_classes: int = 10) -> nn.Module:
-    return scratch(num_classes)
-
-
 @register_model("deep", source="study B", target_layer="features.conv3",
                 description="3 conv with BatchNorm, GAP, dropout 0.5 (94,154 params)")
 def deep(num_classes: int = 10, batchnorm: bool = True, dropout: float = 0.5) -> nn.Module:
@@ -59,10 +53,10 @@ def deep(num_classes: int = 10, batchnorm: bool = True, dropout: float = 0.5) ->
     )
 
 
-@register_model("cnn3", source="study B, table 1", target_layer="features.conv3",
-                description="table 1 CNN-3: 3 conv + max/avg pooling + dropout 0.5 (same network as deep)")
-def cnn3(num_classes: int = 10) -> nn.Module:
-    return deep(num_classes)
+register_alias("cnn2", "scratch", source="study B, table 1",
+               description="table 1 CNN-2: 2 conv + max-pool (same network as scratch)")
+register_alias("cnn3", "deep", source="study B, table 1",
+               description="table 1 CNN-3: 3 conv + max/avg pooling + dropout 0.5 (same network as deep)")
 
 
 @register_model("cnn1", source="study B, table 1", target_layer="features.conv2",

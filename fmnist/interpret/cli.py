@@ -1,0 +1,86 @@
+"""``python evaluate.py gradcam RUN``: explain right and wrong test images (or chosen ones) per class."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from fmnist.data.classes import match_label
+from fmnist.data.sources import load_dataset
+from fmnist.errors import FmnistError
+from fmnist.interpret.figures import explained_items, save_figure, save_grid
+from fmnist.interpret.gradcam import explain, resolve_layer
+from fmnist.interpret.selection import default_selection
+from fmnist.training.checkpoints import load_trained
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parse_class(value: str, class_names: Sequence[str]) -> int:
+    """``--class`` as an index or a class name (case-insensitive, punctuation ignored)."""
+
+    index = match_label(value, class_names)
+    if index is None:
+        raise FmnistError(f"--class {value!r} is not a class; choose an index 0..{len(class_names) - 1} or one of: "
+                          f"{', '.join(class_names)}.")
+    return index
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py gradcam",
+        description="Grad-CAM (Captum LayerGradCam) figures: original, heatmap and overlay per image, plus a grid.")
+    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT", help="run folder or .ckpt file")
+    parser.add_argument("--index", type=int, nargs="+", metavar="I",
+                        help="images of the split to explain (default: one correct + one wrong per class)")
+    parser.add_argument("--class", dest="target", metavar="C",
+                        help="explain this class (index or name) instead of the predicted one")
+    parser.add_argument("--layer", help="layer to attach to (default: the model's last conv layer, per registry)")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/gradcam or reports/gradcam/MODEL)")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--data-dir", help="root holding FashionMNIST/raw and MNIST/raw")
+    parser.add_argument("--per-row", type=int, default=2, help="images per row in the grid (default 2)")
+    parser.add_argument("--no-single", action="store_true", help="write only the grid, not one figure per image")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    return parser
+
+
+def cli_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+    from rich.table import Table
+
+    trained = load_trained(args.checkpoint, map_location=args.device)
+    names = trained.class_names
+    target = parse_class(args.target, names) if args.target is not None else None
+    resolve_layer(trained.module.model, trained.model_name, args.layer)  # fail fast, before loading data
+    images, labels = load_dataset(trained.dataset, args.data_dir).split(args.split)
+    if args.index:
+        bad = [i for i in args.index if not 0 <= i < len(labels)]
+        if bad:
+            raise FmnistError(f"--index {bad[0]} is out of range: the {args.split} split has {len(labels)} images "
+                              f"(0..{len(labels) - 1}).")
+        indices = list(dict.fromkeys(args.index))
+    else:
+        indices = default_selection(trained.predict_proba(images), labels)
+    chosen = images[indices]
+    result = explain(trained, chosen, target=target, layer=args.layer)
+    out = args.out or (trained.run_dir / "gradcam" if trained.run_dir else Path("reports") / "gradcam" / trained.model_name)
+    items = explained_items(result, chosen, names, [int(labels[i]) for i in indices], [f"#{i}" for i in indices])
+    placement = "receptive-field aligned" if result.aligned else "stretched"
+    table = Table(title=f"Grad-CAM of {trained.model_name} at layer {result.layer} ({args.split} split, "
+                        f"{placement} upsampling)")
+    for column in ("index", "true", "predicted", "confidence", "explained class", "figure"):
+        table.add_column(column)
+    for index, item in zip(indices, items, strict=True):
+        figure = "" if args.no_single else str(save_figure(item, out / f"gradcam_{args.split}_{index:05d}.png"))
+        style = "green" if item.true == item.predicted else "red"
+        table.add_row(str(index), item.true or "", f"[{style}]{item.predicted}[/{style}]", f"{item.confidence:.1%}",
+                      item.target or item.predicted, figure)
+    grid = save_grid(items, out / "gradcam_grid.png", per_row=args.per_row,
+                     title=f"{trained.model_name}: Grad-CAM at {result.layer}")
+    console = Console()
+    console.print(table)
+    console.print(f"grid: {grid}")
+    return 0

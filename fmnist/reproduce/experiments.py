@@ -1,0 +1,120 @@
+"""The experiment table: every piece of both studies (and ours), and the budgets they run under."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmnist.baselines import BASELINE_NAMES
+from fmnist.errors import FmnistError
+
+DEFAULT_ROOT = Path("runs") / "reproduce"
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    description: str
+    epochs: int | None  # None: each config's own max_epochs
+    train_subset: int | None  # stratified subset of the 51,000 training images (None: all)
+    seeds: tuple[int, ...]
+    cv_epochs: int
+    cv_patience: int
+    baseline_subset: int | None
+    results_md: str
+    report_dir: str
+
+
+BUDGETS: dict[str, Budget] = {
+    "quick": Budget(
+        "quick", "QUICK BUDGET: every CNN on a stratified 10,000-image training subset for 3 epochs "
+                 "(2 epochs per CV fold), one seed; baselines fitted on the same 10,000 images. Numbers are "
+                 "far below the studies' by design: this budget checks the pipeline, not the accuracy.",
+        epochs=3, train_subset=10_000, seeds=(42,), cv_epochs=2, cv_patience=8, baseline_subset=10_000,
+        results_md="RESULTS-quick.md", report_dir="reports/quick"),
+    "full": Budget(
+        "full", "FULL BUDGET: the studies' recipe: each model's config in configs/ on all 51,000 training "
+                "images (validation 9,000, test 10,000), 3 seeds per CNN; 3-fold CV up to 30 epochs with "
+                "early-stopping patience 8; baselines on all 51,000 training images.",
+        epochs=None, train_subset=None, seeds=(42, 43, 44), cv_epochs=30, cv_patience=8, baseline_subset=None,
+        results_md="RESULTS.md", report_dir="reports"),
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    kind: str  # train | cv | baseline | cross | gradcam
+    title: str
+    group: str
+    model: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # dotted settings on top of the model's config
+    optimizer: str | None = None
+    needs: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """What this piece changes on the model's own recipe, for the log."""
+        parts = [f"optimizer {self.optimizer}"] if self.optimizer else []
+        parts += [f"{key}={value}" for key, value in self.overrides.items()]
+        return ", ".join(parts)
+
+
+CROSS_MODELS = ("scratch", "deep", "transfer")
+GRADCAM_MODELS = ("deep", "scratch", "resnet", "vggbn")
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("resnet", "train", "Study A: small ResNet", "Study A CNNs", "resnet"),
+    Experiment("cnn", "train", "Study A: 3-conv CNN", "Study A CNNs", "cnn"),
+    Experiment("scratch", "train", "Study B: scratch (= CNN-2), Adam", "Study B CNNs", "scratch"),
+    Experiment("deep", "train", "Study B: deep (= CNN-3), BatchNorm + dropout", "Study B CNNs", "deep"),
+    Experiment("cnn1", "train", "Study B: CNN-1 (no pooling)", "Study B CNNs", "cnn1"),
+    Experiment("lenet5", "train", "LeNet-5", "Study B CNNs", "lenet5"),
+    Experiment("transfer", "train", "Study B: transfer from MNIST (frozen base)", "Study B CNNs", "transfer"),
+    Experiment("resnet18", "train", "Study B: ResNet18 32x32, frozen backbone", "Study B CNNs", "resnet18"),
+    Experiment("scratch-sgd", "train", "Adam vs SGD: scratch with SGD (lr 0.01, momentum 0.9)", "Ablations",
+               "scratch", optimizer="sgd"),
+    Experiment("deep-no-bn-dropout", "train", "Ablation: deep without BatchNorm and dropout", "Ablations", "deep",
+               overrides={"model.model_kwargs": {"batchnorm": False, "dropout": 0.0}}),
+    Experiment("deep-shirt-weight", "train", "Class weight: deep with study B's Shirt x2", "Ablations", "deep",
+               overrides={"model.class_weights": {6: 2.0}}),
+    Experiment("vggbn", "train", "Ours: VGG-style CNN with BatchNorm (our recipe)", "Beyond the studies", "vggbn"),
+    Experiment("cv-scratch", "cv", "3-fold CV: scratch", "Cross-validation", "scratch"),
+    Experiment("cv-deep", "cv", "3-fold CV: deep", "Cross-validation", "deep"),
+    *(Experiment(f"baseline-{b}", "baseline", f"Baseline: {b}", "Baselines", b)
+      for b in BASELINE_NAMES),
+    Experiment("mnist-cross", "cross", "Cross-dataset: Fashion-MNIST models on MNIST digits", "Cross-dataset",
+               needs=CROSS_MODELS),
+    Experiment("gradcam", "gradcam", "Grad-CAM gallery", "Grad-CAM", needs=GRADCAM_MODELS),
+)
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+GROUP_ALIASES = {"baselines": [e.name for e in EXPERIMENTS if e.kind == "baseline"],
+                 "cv": [e.name for e in EXPERIMENTS if e.kind == "cv"],
+                 "cnns": [e.name for e in EXPERIMENTS if e.kind == "train"]}
+
+
+@dataclass
+class Context:
+    budget: Budget
+    root: Path
+    gpus: int
+    data_dir: str | None
+    log: Callable[[str], None] = print
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    def run_name(self, experiment: str, seed: int) -> str:
+        return f"{experiment}-s{seed}"
+
+    def run_dir(self, experiment: str, seed: int) -> Path:
+        return self.root / self.run_name(experiment, seed) / "version_0"
+
+
+def get_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise FmnistError(f"--budget must be one of {', '.join(BUDGETS)}, got {name!r}.")
+    return BUDGETS[name]

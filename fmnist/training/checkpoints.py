@@ -1,0 +1,74 @@
+"""From a run folder or checkpoint file to a ready-to-use model with its exact input transform.
+
+Evaluation, Grad-CAM and photo prediction all start here, so they feed a model the same
+normalization / size / channels it was trained with (read from the checkpoint's saved
+data-module hyperparameters and state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fmnist.data.sources import dataset_info
+from fmnist.data.transforms import InputTransform, to_unit_float
+from fmnist.errors import FmnistError
+from fmnist.runs import resolve_checkpoint, run_dir_of
+from fmnist.serialization import read_checkpoint
+from fmnist.training.module import Classifier
+
+
+@dataclass
+class TrainedModel:
+    module: Classifier
+    transform: InputTransform
+    model_name: str
+    dataset: str
+    checkpoint: Path
+    run_dir: Path | None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return dataset_info(self.dataset).class_names
+
+    @property
+    def network(self) -> nn.Module:
+        """Input transform + backbone as one module taking ``[N, 1, 28, 28]`` in ``[0, 1]`` (for Captum)."""
+        return nn.Sequential(self.transform, self.module.model).eval()
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` for float images ``[N, 1, 28, 28]`` in ``[0, 1]`` (or uint8)."""
+
+        self.module.eval()
+        device = next(self.module.parameters()).device
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            x = to_unit_float(images[start:start + batch_size]).to(device)
+            outputs.append(torch.softmax(self.module(self.transform(x)), dim=1).cpu())
+        return torch.cat(outputs) if outputs else torch.empty(0, self.module.hparams.num_classes)
+
+
+def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> TrainedModel:
+    """Load a trained model (run folder or ``.ckpt``) in eval mode with its input transform."""
+    checkpoint = resolve_checkpoint(path)
+    raw = read_checkpoint(checkpoint, map_location)
+    if "state_dict" not in raw or "hyper_parameters" not in raw:
+        raise FmnistError(f"{checkpoint} is not a Lightning checkpoint of fmnist's Classifier.")
+    hparams = dict(raw["hyper_parameters"])
+    kwargs = dict(hparams.get("model_kwargs") or {})
+    kwargs.pop("base_checkpoint", None)  # weights come from the state dict, no need for the MNIST base file
+    hparams["model_kwargs"] = kwargs
+    hparams["compile"] = False
+    module = Classifier(**{k: v for k, v in hparams.items() if k in Classifier.__init__.__code__.co_varnames})
+    module.load_state_dict(raw["state_dict"], strict=True)
+    module.eval().to(map_location)
+    data_hp = raw.get("datamodule_hyper_parameters", {})
+    state = raw.get("FashionMNISTDataModule", {})
+    transform = InputTransform(state.get("mean", 0.0), state.get("std", 1.0), data_hp.get("image_size", 28),
+                               data_hp.get("channels", 1))
+    return TrainedModel(module, transform, hparams["model_name"], data_hp.get("dataset", "fashion"), checkpoint,
+                        run_dir_of(checkpoint))

@@ -1,0 +1,196 @@
+"""The LightningCLI of fmnist: the studies' callbacks, per-model run names, resume by name, metrics.json.
+
+Both ``python train.py fit --config ...`` (argv) and :func:`fmnist.training.api.fit` (a config
+dictionary) build this class; ``fit`` ends by validating and testing the best checkpoint and writing
+``metrics.json`` beside the TensorBoard events, config and checkpoints in
+``lightning_logs/<name>/version_<k>/``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningCLI
+
+from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.errors import FmnistError
+from fmnist.models import count_parameters, get_spec
+from fmnist.runs import git_commit, latest_run, write_metrics
+from fmnist.serialization import read_checkpoint
+from fmnist.training.callbacks import EpochTimer
+from fmnist.training.module import Classifier, weight_fingerprint
+
+DEFAULT_LOGDIR = "lightning_logs"
+AUTO_NAME = "auto"  # logger name placeholder: replaced by the model name
+
+
+def _input_size(model_name: str) -> int:
+    return get_spec(model_name).input_size
+
+
+def _channels(model_name: str) -> int:
+    return get_spec(model_name).channels
+
+
+class FmnistCLI(LightningCLI):
+    """LightningCLI with the studies' callbacks, per-model logger names, resume-by-name and metrics.json."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.fit_started: float | None = None
+        self.metrics: dict[str, Any] | None = None
+        kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_defaults", {
+            "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                       "init_args": {"save_dir": DEFAULT_LOGDIR, "name": AUTO_NAME}},
+            "max_epochs": 15,
+        })
+        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        super().__init__(Classifier, FashionMNISTDataModule, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.mode": "min",
+                             "early_stopping.patience": 3})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val_loss", "checkpoint.mode": "min", "checkpoint.filename": "best",
+                             "checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after fit, test the best checkpoint and write metrics.json")
+        parser.link_arguments("model.model_name", "data.image_size", compute_fn=_input_size)
+        parser.link_arguments("model.model_name", "data.channels", compute_fn=_channels)
+
+    # -- configuration fix-ups before anything is built ------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyperparameters right after parsing (weights_only=True, but a refused
+        # or missing file surfaces as a traceback); check the file first so it ends in one sentence.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            read_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model_name = config.model.model_name
+        get_spec(model_name)  # unknown names: one clear sentence before anything is built
+        if "weights_only" in config:  # fit/validate/test/predict with --ckpt_path: never unpickle code
+            if config.weights_only is False:
+                raise FmnistError("--weights_only false is refused: fmnist loads checkpoints as tensors and "
+                                  "plain values only, so a checkpoint cannot run code.")
+            config.weights_only = True
+        logger = config.trainer.logger
+        init = _logger_init_args(logger)
+        if init is not None and init.get("name") in (AUTO_NAME, None):
+            init["name"] = model_name
+        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
+            if init is None:
+                raise FmnistError("--ckpt_path last needs the TensorBoard logger (it finds the run by its name).")
+            run_dir = latest_run(Path(init["save_dir"]) / init["name"], need="checkpoints/last.ckpt")
+            if run_dir is None:
+                raise FmnistError(f"nothing to resume: no {Path(init['save_dir']) / init['name']}/version_*/"
+                                  f"checkpoints/last.ckpt; start the run without --resume / --ckpt_path last.")
+            init["version"] = run_dir.name
+            config.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        # A ``callbacks`` keyword replaces ``trainer.callbacks`` in LightningCLI, so the configured ones
+        # (YAML or ``--trainer.callbacks+=...``) are carried over explicitly before ours are added.
+        configured = config.trainer.get("callbacks") or []
+        extra = kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]),
+                                       *kwargs.get("callbacks", [])]
+        if config.trainer.get("enable_progress_bar", True) is not False:
+            extra.append(RichProgressBar())
+        if config.trainer.get("logger") not in (False, None):
+            extra.append(LearningRateMonitor(logging_interval="epoch"))
+        extra.append(EpochTimer())
+        return super().instantiate_trainer(**kwargs)
+
+    # -- fit, then test the best checkpoint ---------------------------------------------------------
+    def before_fit(self) -> None:
+        self.fit_started = time.perf_counter()
+
+    def after_fit(self) -> None:
+        if self.trainer.interrupted or not self.config[self.subcommand].get("test_after_fit", True):
+            return
+        self.metrics = finish_run(self.trainer, self.model, self.datamodule, self.fit_started,
+                                  seed=self.config[self.subcommand].get("seed_everything"))
+
+
+def _logger_init_args(logger: Any) -> dict | None:
+    """The TensorBoardLogger's init_args namespace/dict in the parsed config, if that is the logger."""
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    if logger is None or isinstance(logger, bool):
+        return None
+    class_path = logger.get("class_path", "") if hasattr(logger, "get") else ""
+    if "TensorBoardLogger" not in class_path:
+        return None
+    return logger["init_args"]
+
+
+def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDataModule,
+               started: float | None, seed: int | None) -> dict[str, Any]:
+    """Validate and test the best checkpoint; write ``metrics.json`` to the run folder (rank 0)."""
+    callback = trainer.checkpoint_callback
+    best = callback.best_model_path if isinstance(callback, ModelCheckpoint) and callback.best_model_path else None
+    epochs_run = trainer.current_epoch
+    timer = next((c for c in trainer.callbacks if isinstance(c, EpochTimer)), None)
+    # Copied now: validate/test with ckpt_path restore the best checkpoint's callback state (its shorter list).
+    epoch_seconds = list(timer.epoch_seconds) if timer else []
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=trainer.is_global_zero,
+                        weights_only=True)
+    val_metrics, test_metrics = (val[0] if val else {}), (test[0] if test else {})
+    best_epoch = None
+    if best:  # counted from 1, like "epochs" (the checkpoint stores Lightning's 0-based index)
+        best_epoch = int(read_checkpoint(best).get("epoch", -1)) + 1
+    metrics: dict[str, Any] = {
+        "model": model.hparams.model_name,
+        "dataset": datamodule.hparams.dataset,
+        "test_acc": test_metrics.get("test_acc"),
+        "test_macro_f1": test_metrics.get("test_macro_f1"),
+        "test_loss": test_metrics.get("test_loss"),
+        "per_class_acc": {k.split("/", 1)[1]: v for k, v in test_metrics.items() if k.startswith("test_acc_class/")},
+        "val_acc": val_metrics.get("val_acc"),
+        "val_loss": val_metrics.get("val_loss"),
+        "val_macro_f1": val_metrics.get("val_macro_f1"),
+        "epochs": epochs_run,
+        "best_epoch": best_epoch,
+        "best_checkpoint": best,
+        "trainable_params": count_parameters(model.model),
+        "initial_weight_fingerprint": model.initial_fingerprint,
+        "final_weight_fingerprint": weight_fingerprint(model.model),
+        "n_train": len(datamodule.train_set) if datamodule.train_set is not None else None,
+        "n_val": len(datamodule.val_set) if datamodule.val_set is not None else None,
+        "fold": datamodule.hparams.fold,
+        "n_folds": datamodule.hparams.n_folds,
+        "seed": seed,
+        "wall_seconds": round(time.perf_counter() - started, 2) if started else None,
+        "epoch_seconds": [round(s, 3) for s in epoch_seconds],
+        "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None,
+        "accelerator": type(trainer.accelerator).__name__,
+        "devices": trainer.num_devices,
+        "world_size": trainer.world_size,
+        "torch_version": torch.__version__,
+        "lightning_version": L.__version__,
+        "python_version": platform.python_version(),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    log_dir = trainer.log_dir  # a collective call under DDP: every rank must make it
+    if trainer.is_global_zero and not trainer.fast_dev_run and log_dir:  # no run folder: nothing to write
+        out = write_metrics(Path(log_dir), metrics).parent
+        print(f"wrote {out / 'metrics.json'}: test_acc={metrics['test_acc']:.4f} "
+              f"macro_f1={metrics['test_macro_f1']:.4f} epochs={epochs_run} best_epoch={best_epoch}")
+    return metrics
+
+

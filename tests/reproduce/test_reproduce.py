@@ -1,0 +1,152 @@
+"""``python -m fmnist.reproduce``: runs pieces through the real CLI, skips/resumes them, writes the page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fmnist.errors import FmnistError
+from fmnist.reproduce import BUDGETS, EXPERIMENTS, Budget, reproduce
+from fmnist.reproduce.__main__ import cli_main
+from fmnist.reproduce.run import select
+
+TINY = Budget("tiny", "TINY test budget: synthetic data, 1 epoch.", epochs=1, train_subset=None, seeds=(7,),
+              cv_epochs=1, cv_patience=8, baseline_subset=200, results_md="RESULTS-tiny.md",
+              report_dir="reports/tiny")
+
+
+def test_every_piece_the_issue_lists_is_an_experiment() -> None:
+    names = {e.name for e in EXPERIMENTS}
+    for model in ("resnet", "cnn", "scratch", "deep", "cnn1", "lenet5", "transfer", "resnet18", "vggbn"):
+        assert model in names
+    assert {"scratch-sgd", "deep-no-bn-dropout", "cv-scratch", "cv-deep", "mnist-cross", "gradcam"} <= names
+    assert {f"baseline-{b}" for b in ("logreg", "svm", "rf", "knn", "mlp")} <= names
+    assert [e.name for e in select(["baselines"])] == [f"baseline-{b}" for b in ("logreg", "svm", "rf", "knn", "mlp")]
+    assert BUDGETS["quick"].train_subset and BUDGETS["full"].train_subset is None
+    assert len(BUDGETS["full"].seeds) == 3
+
+
+def test_unknown_experiment_is_one_clear_sentence() -> None:
+    with pytest.raises(FmnistError, match="--only 'vgg' is not an experiment; choose from: resnet, cnn"):
+        select(["vgg"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "nope"], "--only 'nope' is not an experiment"),
+    (["--budget", "huge"], "--budget must be one of quick, full, got 'huge'."),
+    (["--report-only", "--root", "/nonexistent/fmnist-runs"], "nothing to report"),
+])
+def test_cli_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "cv-deep" in out and "QUICK BUDGET" in out and "FULL BUDGET" in out
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime_ns
+
+
+def test_end_to_end_then_skips_finished_pieces(synthetic_data_dir: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # git provenance and relative outputs stay inside the test folder
+    root = tmp_path / "runs"
+    only = ["scratch", "cv-scratch", "baseline-logreg", "mnist-cross", "gradcam"]
+    md = reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, log=lambda _: None)
+    assert md == tmp_path / "RESULTS-tiny.md"
+    text = md.read_text()
+    run = json.loads((root / "scratch-s7" / "version_0" / "metrics.json").read_text())
+    assert run["epochs"] == 1 and run["seed"] == 7
+    assert f"{100 * run['test_acc']:.2f}%" in text  # the run's own number, not a typed one
+    assert "TINY test budget" in text
+    assert "| Study B: deep (= CNN-3), BatchNorm + dropout | — | 0 |" in text  # not run: shown as missing
+    cv = json.loads((root / "cv-scratch-cv" / "cv_results.json").read_text())
+    assert cv["aggregate"]["folds_done"] == 3 and "## 3-fold cross-validation" in text
+    assert "## scikit-learn baselines" in text and "| logreg |" in text
+    assert "| scratch |" in text.split("## Cross-dataset")[1]  # scratch scored on (synthetic) MNIST
+    assert (tmp_path / "docs" / "results" / "tiny" / "gradcam_scratch.png").is_file()
+    assert "docs/results/tiny/gradcam_scratch.png" in text
+    page = (tmp_path / "reports" / "tiny" / "index.html").read_text()
+    assert page.count('class="plotly-graph-div"') >= 3 and "data:image/png;base64," in page
+    timings = json.loads((root / "results" / "timings.json").read_text())
+    assert set(only) <= set(timings) and timings["scratch"]["seconds"] > 0
+
+    # Rerun: every finished piece is skipped (files untouched), the page is rewritten.
+    metrics = root / "scratch-s7" / "version_0" / "metrics.json"
+    before = (_mtime(metrics), _mtime(root / "evaluation" / "baseline-logreg" / "metrics.json"))
+    reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, log=lambda _: None)
+    assert (_mtime(metrics), _mtime(root / "evaluation" / "baseline-logreg" / "metrics.json")) == before
+
+    # A run trained again (its folder moved away): its report, MNIST score and Grad-CAM are made again, not kept.
+    products = [root / "evaluation" / "scratch-s7" / "metrics.json",
+                root / "evaluation" / "scratch-s7_mnist" / "metrics.json", root / "gradcam" / "scratch.png"]
+    shutil.rmtree(root / "scratch-s7")
+    reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, report=False,
+              log=lambda _: None)
+    assert all(_mtime(product) >= _mtime(metrics) for product in products)
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(synthetic_data_dir: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    reproduce(TINY, only=["deep"], root=root, data_dir=synthetic_data_dir, report=False, log=lambda _: None)
+    run = root / "deep-s7" / "version_0"
+    (run / "metrics.json").unlink()  # as if killed after the epoch's checkpoint, before testing
+    longer = Budget(**{**TINY.__dict__, "epochs": 2})
+    messages: list[str] = []
+    reproduce(longer, only=["deep"], root=root, data_dir=synthetic_data_dir, report=False, log=messages.append)
+    assert any("resuming from" in m for m in messages)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and len(list(root.glob("deep-s7/version_*"))) == 1
+
+
+def test_only_the_first_process_evaluates_under_ddp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning re-runs the command once per GPU; the copies must not fit baselines or write pages."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    md = reproduce(TINY, only=["baseline-logreg", "gradcam"], root=tmp_path / "runs", repo=tmp_path,
+                   log=lambda _: None)
+    assert md is None and not (tmp_path / "runs" / "evaluation").exists()
+    assert not (tmp_path / "RESULTS-tiny.md").exists() and not (tmp_path / "runs" / "results").exists()
+
+
+def test_timings_survive_a_parallel_invocation_and_are_backfilled_from_runs(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run = root / "deep-s7" / "version_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"wall_seconds": 321.0, "git_commit": "abc1234",
+                                                  "finished_at": "2026-11-24T23:00:00"}))
+    (root / "evaluation" / "deep-s7").mkdir(parents=True)
+    (root / "evaluation" / "deep-s7" / "metrics.json").write_text("{}")
+    (root / "results").mkdir()
+    (root / "results" / "timings.json").write_text(json.dumps({"vggbn": {"seconds": 99.0}}))  # another invocation's
+    reproduce(TINY, only=["deep"], root=root, report=False, log=lambda _: None)
+    timings = json.loads((root / "results" / "timings.json").read_text())
+    assert timings["vggbn"] == {"seconds": 99.0}
+    assert timings["deep"]["seconds"] == 321.0 and timings["deep"]["commit"] == "abc1234"
+    assert timings["deep"]["command"] == "python -m fmnist.reproduce --budget tiny --only deep"
+
+
+def test_page_counts_every_finished_seed_after_a_seeds_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--seeds 8`` runs (here: finds) seed 8 only; the page still averages every finished seed of the budget."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    two = Budget(**{**TINY.__dict__, "seeds": (7, 8)})
+    for seed, acc in ((7, 0.90), (8, 0.92)):
+        run = root / f"deep-s{seed}" / "version_0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"seed": seed, "test_acc": acc, "test_macro_f1": acc,
+                                                      "epochs": 3, "best_epoch": 2, "wall_seconds": 10.0}))
+        (root / "evaluation" / f"deep-s{seed}").mkdir(parents=True)
+        (root / "evaluation" / f"deep-s{seed}" / "metrics.json").write_text("{}")
+    md = reproduce(two, only=["deep"], seeds=[8], root=root, repo=tmp_path, log=lambda _: None)
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| Study B: deep (= CNN-3)"))
+    assert "| 91.00% ± 1.41 | 2 |" in row, row

@@ -1,0 +1,95 @@
+"""The package's layers hold: no import circle, no import hidden in a function, lower floors never import upper."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fmnist"
+# floor of each top-level part: a module may import its own floor or lower ones only
+FLOORS = {"errors": 0, "serialization": 1, "terminal": 1, "studies": 1, "data": 2, "models": 2, "predictions": 2,
+          "runs": 2, "training": 3, "baselines": 3, "evaluation": 4, "interpret": 4, "photos": 5, "reproduce": 6,
+          "cli": 7}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> tuple[set[str], list[str]]:
+    """(fmnist modules imported at module level, fmnist imports found inside functions)."""
+    tree = ast.parse(path.read_text())
+    top, nested = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fmnist"):
+            names = {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            names = {a.name for a in node.names if a.name.startswith("fmnist")}
+        else:
+            continue
+        if not names:
+            continue
+        if node.col_offset == 0:
+            top |= names
+        else:
+            nested.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    return top, nested
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def graph() -> dict[str, set[str]]:
+    edges = {}
+    for name, path in MODULES.items():
+        top, _ = imports(path)
+        edges[name] = {m for m in top if m in MODULES and m != name}
+    return edges
+
+
+def test_no_fmnist_import_inside_a_function() -> None:
+    nested = [hit for path in MODULES.values() for hit in imports(path)[1]]
+    assert nested == []
+
+
+def test_no_import_circle() -> None:
+    edges, state, cycles = graph(), {}, []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in edges[node]:
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = "done"
+
+    for name in edges:
+        if name not in state:
+            visit(name, [name])
+    # a package's __init__ re-exporting its own modules is not a circle of concepts
+    cycles = [c for c in cycles if len({n.split(".")[1] if "." in n else n for n in c}) > 1 or len(c) > 3]
+    assert cycles == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_go_down_the_floors(name: str) -> None:
+    part = name.split(".")[1] if "." in name else "cli"
+    floor = FLOORS[part]
+    for target in graph()[name]:
+        if target == "fmnist":
+            continue
+        target_part = target.split(".")[1]
+        assert FLOORS[target_part] <= floor or target_part == part, f"{name} imports {target} (a higher floor)"
+
+
+def test_models_know_no_lightning_and_data_knows_no_model() -> None:
+    for name, path in MODULES.items():
+        text = path.read_text()
+        if name.startswith("fmnist.models"):
+            assert "import lightning" not in text and "from lightning" not in text, name
+        if name.startswith("fmnist.data"):
+            assert "fmnist.models" not in text and "fmnist.training" not in text, name

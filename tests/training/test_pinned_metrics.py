@@ -1,0 +1,31 @@
+"""The redesign kept behaviour: a tiny seeded run gives the metrics.json numbers the old flat package gave.
+
+The expected values were measured on the package before the layered layout (commit ef6a887, the same
+arguments, the synthetic set of conftest) and are identical after it, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fmnist.training import fit
+
+BEFORE_REDESIGN = {"test_acc": 0.7699999809265137, "test_loss": 0.9040485620498657, "val_acc": 0.7333333492279053,
+                   "val_loss": 0.9022995829582214, "initial_weight_fingerprint": 175.0958682486124,
+                   "final_weight_fingerprint": 177.12015608303682, "epochs": 2, "best_epoch": 2, "n_train": 510,
+                   "n_val": 90}
+
+
+def test_tiny_seeded_deep_run_matches_the_pre_redesign_numbers(synthetic_data_dir: str, tmp_path: Path) -> None:
+    run = fit("deep", seed=7, epochs=2, logdir=tmp_path, overrides={
+        "data.data_dir": synthetic_data_dir, "data.batch_size": 16, "trainer.limit_train_batches": 4,
+        "trainer.limit_val_batches": 2, "trainer.limit_test_batches": 2, "trainer.enable_progress_bar": False,
+        "trainer.enable_model_summary": False})
+    assert run.dir == tmp_path / "deep" / "version_0" and run.checkpoint is not None and run.checkpoint.is_file()
+    written = json.loads((run.dir / "metrics.json").read_text())
+    assert written == run.metrics
+    for key, value in BEFORE_REDESIGN.items():
+        assert written[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
