@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from fmnist.errors import FmnistError
 from fmnist.training.api import resolve_config
 from fmnist.training.cli import main, parse_shorthand
-from fmnist.training.cv import aggregate, run_cv
+from fmnist.training.cv import LOCK_FILE, aggregate, run_cv
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -71,3 +72,25 @@ def test_aggregate_mean_and_sample_std() -> None:
     assert agg["folds_done"] == 2 and agg["n_folds"] == 3
     assert agg["test_acc"]["mean"] == pytest.approx(0.91)
     assert agg["test_acc"]["std"] == pytest.approx(0.0141421356, rel=1e-6)
+
+
+def test_rerun_with_other_settings_is_refused_not_mixed(synthetic_data_dir: str, tmp_path: Path, capsys) -> None:
+    assert main(cv_args(synthetic_data_dir, tmp_path, "--fold", "0")) == 0
+    # same folder, other epochs and fold count: the finished fold must not be counted as one of these
+    assert main(cv_args(synthetic_data_dir, tmp_path, "--epochs", "2")) == 2
+    err = capsys.readouterr().err
+    assert "holds folds of other settings" in err and "trainer.max_epochs: 1 before, 2 now" in err
+    assert main([*cv_args(synthetic_data_dir, tmp_path, "--fold", "0")[:3], "3",
+                 *cv_args(synthetic_data_dir, tmp_path, "--fold", "0")[4:]]) == 2
+    assert "n_folds: 2 before, 3 now" in capsys.readouterr().err
+    assert not (tmp_path / "scratch-cv" / "fold_1").exists()
+
+
+def test_a_second_cv_on_the_same_folder_is_refused_while_one_runs(synthetic_data_dir: str, tmp_path: Path,
+                                                                   capsys) -> None:
+    cv_dir = tmp_path / "scratch-cv"
+    cv_dir.mkdir()
+    with FileLock(cv_dir / LOCK_FILE):  # another process holds the folder
+        assert main(cv_args(synthetic_data_dir, tmp_path)) == 2
+    assert "another cross-validation is running" in capsys.readouterr().err
+    assert not list(cv_dir.glob("fold_*"))  # nothing started, nothing deleted
