@@ -22,25 +22,33 @@ from fmnist.errors import FmnistError
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
+# What torch.load raises for a missing, unreadable, foreign or code-carrying file.
+CHECKPOINT_READ_ERRORS = (pickle.UnpicklingError, OSError, RuntimeError, EOFError, ValueError)
+
+
+def checkpoint_error(path: Path, exc: BaseException) -> FmnistError:
+    """The one sentence for a checkpoint ``torch.load(weights_only=True)`` could not or would not read."""
+    if isinstance(exc, pickle.UnpicklingError):
+        found = _GLOBAL.search(str(exc))
+        if found is None:  # not a pickle of plain values at all: garbage, truncated, another format
+            return FmnistError(f"{path} is not a readable checkpoint (not a torch.save file of tensors and "
+                               f"plain values).")
+        return FmnistError(f"refusing to load {path}: it holds Python objects beyond tensors and plain values "
+                           f"(it asks for {found.group(1)}), and loading those could run code; use a checkpoint "
+                           f"written by fmnist's training or re-save the weights as a plain state dict.")
+    if isinstance(exc, FileNotFoundError):
+        return FmnistError(f"checkpoint {path} does not exist; pass a run folder or an existing .ckpt file.")
+    return FmnistError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else 'empty file'}).")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A checkpoint's dictionary, read with ``weights_only=True``; anything else is refused."""
     path = Path(path)
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = _GLOBAL.search(str(exc))
-        if found is None:  # not a pickle of plain values at all: garbage, truncated, another format
-            raise FmnistError(f"{path} is not a readable checkpoint (not a torch.save file of tensors and "
-                              f"plain values).") from None
-        what = f" (it asks for {found.group(1)})"
-        raise FmnistError(f"refusing to load {path}: it holds Python objects beyond tensors and plain values{what}, "
-                          f"and loading those could run code; use a checkpoint written by fmnist's training "
-                          f"or re-save the weights as a plain state dict.") from None
-    except FileNotFoundError:
-        raise FmnistError(f"checkpoint {path} does not exist; pass a run folder or an existing .ckpt file.") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise FmnistError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else 'empty file'}).") from None
+    except CHECKPOINT_READ_ERRORS as exc:
+        raise checkpoint_error(path, exc) from None
     if not isinstance(raw, dict):
         raise FmnistError(f"{path} is not a checkpoint dictionary (found {type(raw).__name__}).")
     return raw

@@ -12,6 +12,7 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation.metrics import DEFAULT_BINS, DEFAULT_LOW_CONFIDENCE, DEFAULT_TOP_K
 from fmnist.evaluation.predict import baseline_report_name, predict_baseline, predict_checkpoint, safe_name
 from fmnist.evaluation.report import REPORTS_DIR, write_report
+from fmnist.terminal import console
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -135,12 +136,3 @@ def cli_main(argv: list[str] | None = None) -> int:
         print(f"note: accuracy {metrics['accuracy']:.4f} differs from the training run's test_acc "
               f"{metrics['training_test_acc']:.4f} (another checkpoint or data?)")
     return 0
-
-
-def console() -> Any:
-    """Rich console; wide enough not to truncate columns when output goes to a file or pipe."""
-    import sys
-
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=160)

@@ -19,7 +19,6 @@ from fmnist.errors import FmnistError
 from fmnist.models import count_parameters
 from fmnist.predictions import Predictions
 from fmnist.runs import read_metrics, run_tag
-from fmnist.serialization import read_checkpoint
 from fmnist.training.api import Run
 from fmnist.training.checkpoints import load_trained
 
@@ -41,8 +40,7 @@ def predict_checkpoint(path: str | Path, *, dataset: str | None = None, split: s
         device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     trained = load_trained(path, map_location=device)
-    raw = read_checkpoint(trained.checkpoint)
-    data_hp = dict(raw.get("datamodule_hyper_parameters") or {})
+    data_hp = trained.data_hparams
     dataset = dataset or trained.dataset
     dataset_info(dataset)
     if data_dir is None and data_hp.get("data_dir") and Path(data_hp["data_dir"]).is_dir():

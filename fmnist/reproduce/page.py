@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.reproduce.experiments import EXPERIMENTS
-from fmnist.runs import machine_description
+from fmnist.runs import machine_description, read_json
 from fmnist.studies import (
     ANCHOR,
     BENCHMARK,
@@ -69,13 +69,6 @@ CLASS_WEIGHT_PAIRS = (("deep", "deep-shirt-weight"),)
 
 
 # -- collecting -----------------------------------------------------------------------------------------
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -117,7 +110,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
         row.update(study=study, study_text=study_text, anchor=anchor[0] if anchor else None,
                    anchor_text=anchor[1] if anchor else "")
         if exp.kind == "train":
-            runs = [m for s in budget.seeds if (m := _json(root / f"{exp.name}-s{s}" / "version_0" / "metrics.json"))]
+            runs = [m for s in budget.seeds if (m := read_json(root / f"{exp.name}-s{s}" / "version_0" / "metrics.json"))]
             key = "val_acc" if row["metric"] == "val" else "test_acc"
             values = [m[key] for m in runs if m.get(key) is not None]
             row["mean"], row["std"] = _mean_std(values)
@@ -135,11 +128,11 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
             first = root / f"{exp.name}-s{budget.seeds[0]}" / "version_0"
             if runs:
                 curves[exp.name] = read_curves(first)
-                report = _json(root / "evaluation" / f"{exp.name}-s{budget.seeds[0]}" / "metrics.json")
+                report = read_json(root / "evaluation" / f"{exp.name}-s{budget.seeds[0]}" / "metrics.json")
                 if report:
                     reports[exp.name] = report
         elif exp.kind == "cv":
-            summary = _json(root / f"{exp.name}-cv" / "cv_results.json")
+            summary = read_json(root / f"{exp.name}-cv" / "cv_results.json")
             if summary and summary["folds"]:
                 test = [f["test_acc"] for f in summary["folds"]]
                 row["mean"], row["std"] = _mean_std(test)
@@ -147,7 +140,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
                            epochs=[f["epochs"] for f in summary["folds"]],
                            wall_seconds=sum(f.get("seconds") or 0 for f in summary["folds"]))
         elif exp.kind == "baseline":
-            report = _json(root / "evaluation" / exp.name / "metrics.json")
+            report = read_json(root / "evaluation" / exp.name / "metrics.json")
             if report:
                 timing = report.get("timing") or {}
                 row.update(mean=report["accuracy"], std=None, values=[report["accuracy"]], n=1,
@@ -157,7 +150,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
         elif exp.kind == "cross":
             row["cross"] = []
             for model in exp.needs:
-                report = _json(root / "evaluation" / f"{model}-s{budget.seeds[0]}_mnist" / "metrics.json")
+                report = read_json(root / "evaluation" / f"{model}-s{budget.seeds[0]}_mnist" / "metrics.json")
                 if report:
                     row["cross"].append({"model": model, "accuracy": report["accuracy"],
                                          "study": PUBLISHED_MNIST_CROSS.get(model)})

@@ -7,8 +7,9 @@ data-module hyperparameters and state).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ class TrainedModel:
     dataset: str
     checkpoint: Path
     run_dir: Path | None
+    data_hparams: dict[str, Any] = field(default_factory=dict)  # the training data module's settings
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -71,4 +73,4 @@ def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> 
     transform = InputTransform(state.get("mean", 0.0), state.get("std", 1.0), data_hp.get("image_size", 28),
                                data_hp.get("channels", 1))
     return TrainedModel(module, transform, hparams["model_name"], data_hp.get("dataset", "fashion"), checkpoint,
-                        run_dir_of(checkpoint))
+                        run_dir_of(checkpoint), dict(data_hp))

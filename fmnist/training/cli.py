@@ -58,17 +58,18 @@ def _integer(value: str) -> int:
         raise argparse.ArgumentTypeError(f"takes an integer, got {value!r}") from None
 
 
+# The shorthand's own flags (everything else on its line is a dotted LightningCLI setting).
+SHORTHAND_FLAGS: dict[str, dict[str, Any]] = {
+    "--model": {}, "--gpus": {"type": _integer}, "--epochs": {"type": _integer}, "--optimizer": {},
+    "--seed": {"type": _integer}, "--resume": {"action": "store_true"}, "--folds": {"type": _integer},
+    "--fold": {"type": _integer}, "--logdir": {},
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="train.py", add_help=False)
-    parser.add_argument("--model")
-    parser.add_argument("--gpus", type=_integer)
-    parser.add_argument("--epochs", type=_integer)
-    parser.add_argument("--optimizer")
-    parser.add_argument("--seed", type=_integer)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--folds", type=_integer)
-    parser.add_argument("--fold", type=_integer)
-    parser.add_argument("--logdir")
+    for flag, options in SHORTHAND_FLAGS.items():
+        parser.add_argument(flag, **options)
     return parser
 
 
@@ -142,9 +143,7 @@ def run_shorthand(options: Shorthand) -> int:
 
 
 def _is_shorthand(argv: list[str]) -> bool:
-    return bool(argv) and argv[0] not in SUBCOMMANDS and any(
-        a.split("=", 1)[0] in ("--model", "--folds", "--gpus", "--epochs", "--resume", "--seed", "--optimizer",
-                               "--logdir", "--fold") for a in argv)
+    return bool(argv) and argv[0] not in SUBCOMMANDS and any(a.split("=", 1)[0] in SHORTHAND_FLAGS for a in argv)
 
 
 def main(argv: list[str] | None = None) -> int:

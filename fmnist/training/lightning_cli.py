@@ -22,7 +22,7 @@ from fmnist.data.datamodule import FashionMNISTDataModule
 from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, get_spec
 from fmnist.runs import git_commit, latest_run, write_metrics
-from fmnist.serialization import read_checkpoint
+from fmnist.serialization import CHECKPOINT_READ_ERRORS, checkpoint_error, read_checkpoint
 from fmnist.training.callbacks import EpochTimer
 from fmnist.training.module import Classifier, weight_fingerprint
 
@@ -68,13 +68,19 @@ class FmnistCLI(LightningCLI):
 
     # -- configuration fix-ups before anything is built ------------------------------------------
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads --ckpt_path's hyperparameters right after parsing (weights_only=True, but a refused
-        # or missing file surfaces as a traceback); check the file first so it ends in one sentence.
+        # LightningCLI reads --ckpt_path's hyperparameters right after parsing (weights_only=True); a missing
+        # file would only fail later in the Trainer, and a refused one surfaces as a traceback: one sentence each.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
-            read_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+        if ckpt_path in (None, "last", "best", "hpc", "registry"):
+            super()._parse_ckpt_path()
+            return
+        if not Path(ckpt_path).is_file():
+            raise checkpoint_error(Path(ckpt_path), FileNotFoundError(ckpt_path))
+        try:
+            super()._parse_ckpt_path()
+        except CHECKPOINT_READ_ERRORS as exc:
+            raise checkpoint_error(Path(ckpt_path), exc) from None
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
