@@ -11,7 +11,10 @@ yields one :class:`~fmnist.photos.inputs.PhotoSource` per labelled region (image
 same shape, so they load into the same viewers.
 
 Annotation lists referenced by URL are looked for first as a file of the same name next to
-a local manifest (study B downloaded its annotations as JSON files), then fetched.
+a local manifest (study B downloaded its annotations as JSON files), then fetched -- from public
+hosts only unless ``allow_private``, see :mod:`fmnist.photos.fetch`. Documents from strangers are
+bounded: JSON size (``max_json_bytes``), nesting depth (:data:`MAX_JSON_DEPTH`) and canvases,
+annotation lists and images per manifest (``max_images``).
 """
 
 from __future__ import annotations
@@ -27,17 +30,21 @@ from urllib.parse import urljoin, urlparse
 
 from fmnist.data.classes import match_label
 from fmnist.errors import FmnistError
+from fmnist.photos.fetch import human_bytes
 from fmnist.photos.inputs import (
-    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_IMAGES,
     DEFAULT_TIMEOUT,
     InputProblem,
     PhotoError,
     PhotoSource,
+    cap_problem,
     is_url,
     read_bytes,
     url_name,
 )
 
+DEFAULT_MAX_JSON_BYTES = 16 * 2**20  # a 1,000-page book's manifest is a few MB
+MAX_JSON_DEPTH = 64  # IIIF manifests nest about 10 deep; deeper is an attack or an accident
 CONTEXT_V2 = "http://iiif.io/api/presentation/2/context.json"
 CONTEXT_V3 = "http://iiif.io/api/presentation/3/context.json"
 _KEYS = {"true": "true", "label": "true", "predicted": "predicted", "prediction": "predicted",
@@ -260,16 +267,45 @@ def parse_annotations(container: dict) -> list[Annotation]:
     return result
 
 
-def load_json(location: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    """JSON from a file or http(s) URL, with the photo loader's timeout and size cap."""
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels (checked without recursion, so any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(data: bytes, location: str, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> Any:
+    """A JSON document from untrusted bytes: size- and depth-capped, every failure one :class:`IIIFError` sentence."""
+    if len(data) > max_json_bytes:
+        raise IIIFError(f"{location}: JSON document is {human_bytes(len(data))}, over the {human_bytes(max_json_bytes)} "
+                        f"cap; raise it with --max-json-bytes.")
+    too_deep = IIIFError(f"{location}: JSON is nested more than {MAX_JSON_DEPTH} levels deep (IIIF manifests need "
+                         f"about 10); refused as malformed or hostile.")
     try:
-        data = read_bytes(location, timeout, max_bytes)
-    except PhotoError as exc:
-        raise IIIFError(f"{location}: {exc}") from None
-    try:
-        return json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(data.decode("utf-8-sig"))
+    except RecursionError:  # the C decoder gives up near Python's recursion limit (~1,000 levels)
+        raise too_deep from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError, or an over-long integer
         raise IIIFError(f"{location}: not valid JSON ({exc}).") from None
+    if isinstance(document, (dict, list)) and _too_deep(document, MAX_JSON_DEPTH):
+        raise too_deep
+    return document
+
+
+def load_json(location: str, timeout: float = DEFAULT_TIMEOUT, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, *,
+              allow_private: bool = False) -> Any:
+    """JSON from a file or http(s) URL, with the photo loader's timeout and the JSON size cap."""
+    try:
+        data = read_bytes(location, timeout, max_json_bytes, allow_private=allow_private)
+    except PhotoError as exc:
+        hint = " (JSON documents are capped by --max-json-bytes)" if "size cap" in str(exc) else ""
+        raise IIIFError(f"{location}: {str(exc).rstrip('.')}{hint}.") from None
+    return parse_json(data, location, max_json_bytes)
 
 
 def resolve_reference(reference: str, base: str) -> str:
@@ -336,8 +372,13 @@ def detect_version(data: dict) -> int | None:
 
 
 def parse_manifest(data: Any, location: str, extra_annotations: Sequence[str] = (),
-                   timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> Manifest:
-    """Canvases, their images and every textual annotation (embedded, referenced, or passed in)."""
+                   timeout: float = DEFAULT_TIMEOUT, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, *,
+                   allow_private: bool = False, max_images: int | None = DEFAULT_MAX_IMAGES) -> Manifest:
+    """Canvases, their images and every textual annotation (embedded, referenced, or passed in).
+
+    At most ``max_images`` canvases are read and at most as many referenced annotation lists
+    fetched (``None``: no cap); the rest are counted in a warning in ``problems``.
+    """
     version = detect_version(data)
     if version is None:
         kind = _type(data) if isinstance(data, dict) else type(data).__name__
@@ -349,9 +390,13 @@ def parse_manifest(data: Any, location: str, extra_annotations: Sequence[str] = 
                      for c in _as_list(s.get("canvases"))] if version == 2 else _as_list(data.get("items")))
     canvases: dict[str, Canvas] = {}
     references: list[str] = []
+    total_canvases = sum(isinstance(raw, dict) and _type(raw) == "Canvas" for raw in raw_canvases)
     for raw in raw_canvases:
         if not isinstance(raw, dict) or _type(raw) != "Canvas":
             continue
+        if max_images is not None and len(canvases) >= max_images:
+            problems.append(cap_problem(location, total_canvases, len(canvases), "canvases"))
+            break
         canvas_id = _id(raw) or f"canvas-{len(canvases)}"
         image = _image_url(raw, version)
         if image and not is_url(image):
@@ -366,9 +411,13 @@ def parse_manifest(data: Any, location: str, extra_annotations: Sequence[str] = 
             elif _id(container):
                 references.append(resolve_reference(_id(container), location))
     seen_annotations = {(a.id, a.canvas) for c in canvases.values() for a in c.annotations if a.id}
-    for reference in [*dict.fromkeys(references), *extra_annotations]:
+    references = list(dict.fromkeys(references))
+    if max_images is not None and len(references) > max_images:
+        problems.append(cap_problem(location, len(references), max_images, "referenced annotation lists"))
+        references = references[:max_images]
+    for reference in [*references, *extra_annotations]:
         try:
-            container = load_json(reference, timeout, max_bytes)
+            container = load_json(reference, timeout, max_json_bytes, allow_private=allow_private)
         except IIIFError as exc:
             problems.append(InputProblem(reference, str(exc).split(": ", 1)[-1]))
             continue
@@ -392,9 +441,12 @@ def parse_manifest(data: Any, location: str, extra_annotations: Sequence[str] = 
 
 
 def read_manifest(location: str, extra_annotations: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT,
-                  max_bytes: int = DEFAULT_MAX_BYTES) -> Manifest:
-    """Load and parse a manifest from a file or http(s) URL."""
-    return parse_manifest(load_json(location, timeout, max_bytes), location, extra_annotations, timeout, max_bytes)
+                  max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, *, allow_private: bool = False,
+                  max_images: int | None = DEFAULT_MAX_IMAGES) -> Manifest:
+    """Load and parse a manifest from a file or http(s) URL (limits as in :func:`parse_manifest`)."""
+    data = load_json(location, timeout, max_json_bytes, allow_private=allow_private)
+    return parse_manifest(data, location, extra_annotations, timeout, max_json_bytes, allow_private=allow_private,
+                          max_images=max_images)
 
 
 def _region(xywh: tuple[float, float, float, float] | None, canvas: Canvas) -> tuple[float, float, float, float] | None:
@@ -408,10 +460,15 @@ def _region(xywh: tuple[float, float, float, float] | None, canvas: Canvas) -> t
     return fx, fy, fw, fh
 
 
-def manifest_sources(manifest: Manifest, class_names: Sequence[str]) -> tuple[list[PhotoSource], list[InputProblem]]:
-    """One source per ``True:``-labelled annotation (cropped to its region), or per canvas when unlabelled."""
+def manifest_sources(manifest: Manifest, class_names: Sequence[str],
+                     max_images: int | None = DEFAULT_MAX_IMAGES) -> tuple[list[PhotoSource], list[InputProblem]]:
+    """One source per ``True:``-labelled annotation (cropped to its region), or per canvas when unlabelled.
+
+    At most ``max_images`` sources (``None``: no cap); a warning counts the rest.
+    """
     sources: list[PhotoSource] = []
     problems = list(manifest.problems)
+    skipped = 0
     for canvas in manifest.canvases:
         name = canvas.label or url_name(canvas.image or canvas.id)
         if not canvas.image:
@@ -419,11 +476,14 @@ def manifest_sources(manifest: Manifest, class_names: Sequence[str]) -> tuple[li
                                          "canvas has no image."))
             continue
         labelled = [a for a in canvas.annotations if a.true]
+        wanted = len(labelled) or 1  # one source per labelled region, or the whole canvas
+        room = wanted if max_images is None else min(wanted, max(0, max_images - len(sources)))
+        skipped += wanted - room
         meta = {"manifest": manifest.id, "canvas": canvas.id}
-        if not labelled:
+        if not labelled and room:
             sources.append(PhotoSource(canvas.image, name, meta=meta))
             continue
-        for annotation in labelled:
+        for annotation in labelled[:room]:
             label = match_label(annotation.true, class_names)
             if label is None:
                 problems.append(InputProblem(f"{name}", f"label {annotation.true!r} is not one of the classes; "
@@ -433,6 +493,9 @@ def manifest_sources(manifest: Manifest, class_names: Sequence[str]) -> tuple[li
                                        {**meta, "xywh": annotation.xywh, "annotation": annotation.id,
                                         "study_predicted": annotation.predicted,
                                         "study_confidence": annotation.confidence}))
+    if skipped:
+        problems.append(cap_problem(manifest.location, len(sources) + skipped, len(sources),
+                                    "images and labelled regions"))
     return sources, problems
 
 

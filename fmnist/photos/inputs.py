@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import http.client
+import heapq
 import io
+import os
 import re
 import struct
-import time
-import urllib.error
-import urllib.request
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -21,13 +19,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fmnist.data.classes import match_label
 from fmnist.errors import FmnistError
+from fmnist.photos.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, FetchError, fetch, human_bytes
 from fmnist.photos.preprocess import Preprocessed, preprocess
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-DEFAULT_TIMEOUT = 15.0  # seconds for a whole URL download (connect + transfer)
-DEFAULT_MAX_BYTES = 25 * 2**20  # per file or download; phone photos are a few MB
 DEFAULT_MAX_PIXELS = 64_000_000  # a 48 MP phone photo fits; PIL's own bomb limit is 89 MP
-USER_AGENT = "fmnist-photos/0.1 (+https://github.com/; urllib)"
+DEFAULT_MAX_IMAGES = 1000  # per folder, CSV or IIIF manifest: a typo'd path or a 10,000-canvas book stays bounded
 
 
 class PhotoError(FmnistError):
@@ -42,67 +39,24 @@ def is_url(text: str) -> bool:
     return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a redirect to ``ftp://``; we refuse anything but http(s)."""
+def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES, *,
+              allow_private: bool = False) -> bytes:
+    """Download ``url`` with :func:`fmnist.photos.fetch.fetch` (public hosts only unless ``allow_private``).
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 (urllib's signature)
-        if urlparse(newurl).scheme.lower() not in ("http", "https"):
-            raise PhotoError(f"redirected to a non-http(s) URL ({newurl}); refused.")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _human(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{n} bytes"
-
-
-def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """Download ``url`` (http/https only) within ``timeout`` seconds overall and ``max_bytes`` bytes.
-
-    The size cap is checked against ``Content-Length`` before reading and again while
-    streaming (servers may omit or lie about it); the deadline is checked between reads,
-    and every socket operation also times out, so a trickling server cannot hold us.
+    One deadline covers connecting, headers, body and redirects; the size cap is checked
+    against ``Content-Length`` and again while streaming.
     """
-    scheme = urlparse(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise PhotoError(f"only http(s) URLs can be fetched, not {scheme}://.")
-    deadline = time.monotonic() + timeout
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "image/*, application/json"})
     try:
-        with opener.open(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise PhotoError(f"download is {_human(int(length))}, over the {_human(max_bytes)} size cap.")
-            chunks, total = [], 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise PhotoError(f"timed out after {timeout:g} s (download not finished).")
-                chunk = response.read1(1 << 16)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > max_bytes:
-                    raise PhotoError(f"download exceeds the {_human(max_bytes)} size cap; stopped.")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except PhotoError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise PhotoError(f"HTTP error {exc.code} ({exc.reason}).") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise PhotoError(f"timed out after {timeout:g} s.") from None
-        raise PhotoError(f"cannot fetch ({exc.reason}).") from None
-    except TimeoutError:  # socket.timeout is an alias since 3.10
-        raise PhotoError(f"timed out after {timeout:g} s.") from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise PhotoError(f"cannot fetch ({type(exc).__name__}: {exc}).") from None
+        return fetch(url, timeout, max_bytes, allow_private=allow_private)
+    except FetchError as exc:
+        raise PhotoError(str(exc)) from None
 
 
-def read_bytes(location: str | Path, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_bytes(location: str | Path, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES, *,
+               allow_private: bool = False) -> bytes:
     """Bytes of a local file or an http(s) URL, under the same size cap."""
     if isinstance(location, str) and is_url(location):
-        return fetch_url(location, timeout, max_bytes)
+        return fetch_url(location, timeout, max_bytes, allow_private=allow_private)
     path = Path(location)
     try:
         size = path.stat().st_size
@@ -113,7 +67,7 @@ def read_bytes(location: str | Path, timeout: float = DEFAULT_TIMEOUT, max_bytes
     if not path.is_file():
         raise PhotoError("not a regular file.")
     if size > max_bytes:
-        raise PhotoError(f"file is {_human(size)}, over the {_human(max_bytes)} size cap.")
+        raise PhotoError(f"file is {human_bytes(size)}, over the {human_bytes(max_bytes)} size cap.")
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -185,54 +139,91 @@ class InputProblem:
     fatal: bool = True  # False: a warning (e.g. an unknown label), the input is still predicted
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def cap_problem(where: str, total: int, cap: int, what: str = "images") -> InputProblem:
+    """The warning for a folder / CSV / manifest holding more than ``--max-images``: how many were skipped, how to raise it."""
+    return InputProblem(where, f"holds {total:,} {what}; only the first {cap:,} are used ({total - cap:,} skipped); "
+                               f"raise the cap with --max-images {total}.", fatal=False)
 
 
-def read_label_csv(path: Path, class_names: Sequence[str]) -> tuple[list[PhotoSource], list[InputProblem]]:
-    """``file,label`` rows (header optional; paths relative to the CSV's folder)."""
+def _walk_images(folder: Path) -> Iterator[Path]:
+    """Image files under ``folder`` (hidden files and folders skipped, symlinked folders not followed), unsorted."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(root, name)
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                yield path
+
+
+def _image_files(folder: Path, max_images: int | None = None) -> tuple[list[Path], int]:
+    """The first ``max_images`` image files in sorted order, and how many there are in all.
+
+    Only ``max_images`` paths are held at a time (a heap), so a folder of millions lists in flat memory.
+    """
+    total = 0
+
+    def counted() -> Iterator[Path]:
+        nonlocal total
+        for path in _walk_images(folder):
+            total += 1
+            yield path
+
+    chosen = sorted(counted()) if max_images is None else heapq.nsmallest(max_images, counted())
+    return chosen, total
+
+
+def read_label_csv(path: Path, class_names: Sequence[str],
+                   max_images: int | None = None) -> tuple[list[PhotoSource], list[InputProblem]]:
+    """``file,label`` rows (header optional; paths relative to the CSV's folder); rows past ``max_images`` are counted, not read."""
     sources: list[PhotoSource] = []
     problems: list[InputProblem] = []
+    skipped = 0
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for number, row in enumerate(csv.reader(handle), start=1):
+                if number == 1 and [c.strip().lower() for c in row[:2]] == ["file", "label"]:
+                    continue
+                if not row or not "".join(row).strip():
+                    continue
+                if max_images is not None and len(sources) >= max_images:
+                    skipped += 1
+                    continue
+                if len(row) < 2:
+                    problems.append(InputProblem(f"{path}:{number}", "expected `file,label`."))
+                    continue
+                file, label_text = row[0].strip(), row[1].strip()
+                location = file if is_url(file) else str(path.parent / file)
+                label = match_label(label_text, class_names)
+                if label is None:
+                    problems.append(InputProblem(f"{path}:{number}", f"label {label_text!r} is not one of the classes "
+                                                                     f"({', '.join(class_names)}); predicted without "
+                                                                     f"a label.", fatal=False))
+                sources.append(PhotoSource(location, file, label, label_text))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return [], [InputProblem(str(path), f"cannot read label CSV ({exc}).")]
-    rows = list(csv.reader(io.StringIO(text)))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
-        rows = rows[1:]
-    for number, row in enumerate(rows, start=2):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) < 2:
-            problems.append(InputProblem(f"{path}:{number}", "expected `file,label`."))
-            continue
-        file, label_text = row[0].strip(), row[1].strip()
-        location = file if is_url(file) else str(path.parent / file)
-        label = match_label(label_text, class_names)
-        if label is None:
-            problems.append(InputProblem(f"{path}:{number}", f"label {label_text!r} is not one of the classes "
-                                                             f"({', '.join(class_names)}); predicted without a label.", fatal=False))
-        sources.append(PhotoSource(location, file, label, label_text))
+    if skipped:
+        problems.append(cap_problem(str(path), len(sources) + skipped, len(sources), "rows"))
     return sources, problems
 
 
-def expand_folder(folder: Path, class_names: Sequence[str]) -> tuple[list[PhotoSource], list[InputProblem]]:
+def expand_folder(folder: Path, class_names: Sequence[str],
+                  max_images: int | None = None) -> tuple[list[PhotoSource], list[InputProblem]]:
     """A folder's images; labelled by ``labels.csv`` if present, else by class-named sub-folders."""
     csv_path = next((folder / n for n in ("labels.csv", "labels.CSV") if (folder / n).is_file()), None)
     if csv_path is not None:
-        return read_label_csv(csv_path, class_names)
+        return read_label_csv(csv_path, class_names, max_images)
     subfolders = {p.name: match_label(p.name, class_names) for p in folder.iterdir() if p.is_dir()}
     labelled = any(v is not None for v in subfolders.values())
     sources = []
-    for file in _image_files(folder):
+    files, total = _image_files(folder, max_images)
+    for file in files:
         rel = file.relative_to(folder)
         label_text = rel.parts[0] if labelled and len(rel.parts) > 1 else None
         label = subfolders.get(label_text) if label_text is not None else None
         sources.append(PhotoSource(str(file), rel.as_posix(), label, label_text))
     if not sources:
         return [], [InputProblem(str(folder), "folder holds no images (.jpg/.jpeg/.png/.webp/...).")]
-    return sources, []
+    return sources, [cap_problem(str(folder), total, len(sources))] if total > len(sources) else []
 
 
 def url_name(url: str) -> str:
@@ -251,36 +242,39 @@ def safe_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:60] or "photo"
 
 
-def expand_inputs(inputs: Iterable[str], class_names: Sequence[str]) -> tuple[list[PhotoSource], list[InputProblem]]:
+def expand_inputs(inputs: Iterable[str], class_names: Sequence[str],
+                  max_images: int | None = DEFAULT_MAX_IMAGES) -> tuple[list[PhotoSource], list[InputProblem]]:
     """Files, folders (recursively; labelled layouts recognised), ``*.csv`` label files and URLs.
 
-    IIIF manifests (``*.json`` or JSON behind a URL) are handled by :mod:`fmnist.photos.iiif`; here a
-    URL is just a source, sniffed for JSON when it is fetched.
+    Each folder or CSV yields at most ``max_images`` sources (``None``: no cap), with a warning
+    saying how many were skipped. IIIF manifests (``*.json`` or JSON behind a URL) are handled by
+    :mod:`fmnist.photos.iiif`; here a URL is just a source, sniffed for JSON when it is fetched.
     """
     sources: list[PhotoSource] = []
     problems: list[InputProblem] = []
     for item in inputs:
-        if is_url(item):
-            scheme = urlparse(item).scheme.lower()
-            if scheme not in ("http", "https"):
-                problems.append(InputProblem(item, f"only http(s) URLs are supported, not {scheme}://."))
-            else:
-                sources.append(PhotoSource(item, url_name(item)))
-            continue
-        path = Path(item)
-        if path.is_dir():
-            found, issues = expand_folder(path, class_names)
-            sources += found
-            problems += issues
-        elif path.is_file() and path.suffix.lower() == ".csv":
-            found, issues = read_label_csv(path, class_names)
-            sources += found
-            problems += issues
-        elif path.exists() or path.suffix:
-            sources.append(PhotoSource(str(path), path.name))  # reading it reports any problem
-        else:
-            problems.append(InputProblem(item, "no such file or folder."))
+        found, issues = expand_input(item, class_names, max_images)
+        sources += found
+        problems += issues
     return sources, problems
+
+
+def expand_input(item: str, class_names: Sequence[str],
+                 max_images: int | None = DEFAULT_MAX_IMAGES) -> tuple[list[PhotoSource], list[InputProblem]]:
+    """One command-line input (file, folder, CSV or URL) -> its sources and problems; see :func:`expand_inputs`."""
+    if is_url(item):
+        scheme = urlparse(item).scheme.lower()
+        if scheme not in ("http", "https"):
+            return [], [InputProblem(item, f"only http(s) URLs are supported, not {scheme}://.")]
+        return [PhotoSource(item, url_name(item))], []
+    path = Path(item)
+    if path.is_dir():
+        return expand_folder(path, class_names, max_images)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return read_label_csv(path, class_names, max_images)
+    if path.exists() or path.suffix:
+        return [PhotoSource(str(path), path.name)], []  # reading it reports any problem
+    return [], [InputProblem(item, "no such file or folder.")]
 
 
 def crop_region(image: Image.Image, region: tuple[float, float, float, float] | None) -> Image.Image:
@@ -296,9 +290,10 @@ def crop_region(image: Image.Image, region: tuple[float, float, float, float] | 
 
 
 def load_photo(source: PhotoSource | str, recipe: str = "ours", timeout: float = DEFAULT_TIMEOUT,
-               max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> Preprocessed:
+               max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+               allow_private: bool = False) -> Preprocessed:
     """Read, validate and preprocess one photo; raises :class:`PhotoError` with a one-line reason."""
     location = source.location if isinstance(source, PhotoSource) else str(source)
     region = source.region if isinstance(source, PhotoSource) else None
-    image = decode_image(read_bytes(location, timeout, max_bytes), max_pixels)
+    image = decode_image(read_bytes(location, timeout, max_bytes, allow_private=allow_private), max_pixels)
     return preprocess(crop_region(image, region), recipe)

@@ -269,7 +269,7 @@ def http_server() -> Iterator[tuple[str, dict]]:
 def test_fetch_url_ok_and_every_failure_is_one_line(http_server: tuple[str, dict]) -> None:
     base, files = http_server
     files["bag.jpg"] = (jpeg_bytes(bag_photo()), "image/jpeg")
-    assert decode_image(fetch_url(f"{base}/files/bag.jpg")).size == (320, 320)
+    assert decode_image(fetch_url(f"{base}/files/bag.jpg", allow_private=True)).size == (320, 320)
     cases = [
         (f"{base}/slow", {"timeout": 0.3}, "timed out"),
         (f"{base}/trickle", {"timeout": 0.5}, "timed out"),
@@ -277,13 +277,14 @@ def test_fetch_url_ok_and_every_failure_is_one_line(http_server: tuple[str, dict
         (f"{base}/big-unsized", {"max_bytes": 100_000}, "exceeds the 98 KiB size cap"),
         (f"{base}/missing.jpg", {}, "HTTP error 404"),
         (f"{base}/to-ftp", {}, "redirected to a non-http(s) URL"),
+        (f"{base}/files/bag.jpg", {"allow_private": False}, "refused to fetch .*127.0.0.1 is a loopback address"),
         ("ftp://127.0.0.1/photo.jpg", {}, "only http(s)"),
         ("file:///etc/passwd", {}, "only http(s)"),
     ]
     for url, kwargs, message in cases:
         started = time.monotonic()
         with pytest.raises(PhotoError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-            fetch_url(url, **kwargs)
+            fetch_url(url, **{"allow_private": True, **kwargs})
         assert "\n" not in str(info.value)
         assert time.monotonic() - started < 1.9  # bounded by the timeout, not by the server
 
@@ -308,7 +309,7 @@ def test_predict_batch_survives_bad_inputs(checkpoint: Path, tmp_path: Path, htt
     argv = ["predict", str(checkpoint), str(good), str(tmp_path / "in" / "notes.jpg"), str(tmp_path / "in" / "cut.jpg"),
             str(tmp_path / "in" / "bomb.png"), str(tmp_path / "in" / "missing.jpg"), "ftp://127.0.0.1/x.jpg",
             f"{base}/slow", f"{base}/big", f"{base}/files/web-bag.png", "--timeout", "0.3", "--max-bytes", "1000000",
-            "--out", str(out)]
+            "--allow-private-hosts", "--out", str(out)]
     assert main(argv) == 1  # some inputs failed, the rest ran
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.strip()]
