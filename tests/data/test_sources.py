@@ -52,18 +52,19 @@ def test_explicit_dir_beats_env_beats_cwd_data(isolated: Path, monkeypatch: pyte
     assert find_raw_dir("fashion", download=False).resolve() == local.resolve()
 
 
-def test_incomplete_folders_are_skipped(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    explicit = tiny(isolated / "explicit")
-    (explicit / "t10k-labels-idx1-ubyte").unlink()  # 3 of 4 files: not a dataset
-    env = tiny(isolated / "env", gz=True)  # .gz files count
-    monkeypatch.setenv(ENV_VAR, str(isolated / "env"))
-    assert find_raw_dir("fashion", isolated / "explicit", download=False) == env
+def test_env_root_without_this_dataset_is_passed_over_and_gz_counts(isolated: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tiny(isolated / "env", dataset="mnist", gz=True)  # .gz files count
+    local = tiny(isolated / "data")
+    monkeypatch.setenv(ENV_VAR, str(isolated / "env"))  # holds MNIST only, like ../shared/data
+    assert find_raw_dir("mnist", download=False) == env
+    assert find_raw_dir("fashion", download=False).resolve() == local.resolve()
 
 
 def test_candidate_dirs_order_and_system_copy_only_for_fashion(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
-    assert candidate_dirs("fashion", tmp_path / "x") == [
-        tmp_path / "x" / "FashionMNIST" / "raw",
+    assert candidate_dirs("fashion", tmp_path / "x") == [tmp_path / "x" / "FashionMNIST" / "raw"]  # the only place
+    assert candidate_dirs("fashion") == [
         tmp_path / "env" / "FashionMNIST" / "raw",
         Path("data") / "FashionMNIST" / "raw",
         SYSTEM_FASHION_DIR,
@@ -86,13 +87,13 @@ def test_system_copy_is_the_fallback_for_fashion(isolated: Path, monkeypatch: py
 # -- missing data ----------------------------------------------------------------------------------
 def test_missing_fashion_message_is_actionable(isolated: Path) -> None:
     with pytest.raises(DataNotFoundError) as info:
-        find_raw_dir("fashion", isolated / "mine", download=False)
+        find_raw_dir("fashion", download=False)
     message = str(info.value)
     assert "$FMNIST_DATA_DIR" in message
     assert "<root>/FashionMNIST/raw/" in message
     assert DEBIAN_PACKAGE == "dataset-fashion-mnist" and f"apt-get install -y {DEBIAN_PACKAGE}" in message
     assert "train-images-idx3-ubyte[.gz]" in message and "t10k-labels-idx1-ubyte[.gz]" in message
-    assert str(isolated / "mine" / "FashionMNIST" / "raw") in message  # says where it looked
+    assert str(isolated / "data" / "FashionMNIST" / "raw") in message  # says where it looked, absolute
     assert "downloading is off" in message
     assert isinstance(info.value, FmnistError) and isinstance(info.value, FileNotFoundError)
 
@@ -127,9 +128,15 @@ def test_failed_download_says_so(isolated: Path, monkeypatch: pytest.MonkeyPatch
         raise OSError("network unreachable")
 
     monkeypatch.setattr(sources, "_download", offline)
-    with pytest.raises(DataNotFoundError, match=r"MNIST not found and the download failed \(are you offline\?\)"):
+    with pytest.raises(DataNotFoundError, match=r"MNIST not found and the download failed \(are you offline\? "
+                                                r"network unreachable\)"):
+        find_raw_dir("mnist", download=True)
+    assert calls == [Path("data")]
+    (isolated / "dl").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"data_dir .*dl has no MNIST/raw/ folder and the download failed "
+                                                r"\(are you offline\? network unreachable\)"):
         find_raw_dir("mnist", isolated / "dl", download=True)
-    assert calls == [isolated / "dl"]
+    assert calls[-1] == isolated / "dl"
 
 
 def test_unknown_dataset_lists_choices() -> None:
