@@ -54,6 +54,21 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return raw
 
 
+def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> str | None:
+    """What keeps ``found`` (a checkpoint's state dict) from loading into a model with ``expected`` weights."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or reshaped):
+        return None
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", reshaped)):
+        if names:
+            parts.append(f"{len(names)} {label} (e.g. {', '.join(names[:2])})")
+    return "; ".join(parts)
+
+
 def save_estimator(estimator: Any, path: str | Path) -> None:
     """Write a fitted scikit-learn estimator in skops format (loading it cannot run code)."""
     sio.dump(estimator, Path(path))

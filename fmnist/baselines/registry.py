@@ -116,7 +116,23 @@ def resolve_params(spec: BaselineSpec, overrides: dict[str, Any] | None = None) 
         raise FmnistError(f"{spec.name} ({spec.factory.__name__}) has no parameter {', '.join(unknown)}; "
                           f"valid ones: {', '.join(sorted(valid))}.")
     overrides.pop("n_jobs", None)  # set through --n-jobs, and kept out of the cache key
-    return {**spec.defaults, **overrides}
+    params = {**spec.defaults, **overrides}
+    _check_values(spec, params, overrides)
+    return params
+
+
+def _check_values(spec: BaselineSpec, params: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Values scikit-learn would reject only minutes into ``fit``: checked now, with its own words."""
+    estimator = spec.factory(**params)
+    validate = getattr(estimator, "_validate_params", None)  # scikit-learn >= 1.2's declared constraints
+    if validate is None:
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        message = str(exc).splitlines()[0].rstrip(".")
+        names = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "the defaults"
+        raise FmnistError(f"{spec.name}: {message} (from --param {names}).") from None
 
 
 def build_estimator(spec: BaselineSpec, params: dict[str, Any], n_jobs: int | None = None) -> Any:

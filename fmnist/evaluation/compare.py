@@ -77,17 +77,37 @@ def row_from_cv(summary: dict[str, Any], source: Path) -> dict[str, Any]:
             "benchmark": None, "source": str(source)}
 
 
+# The numbers a row is made of, with their range; and what each is called in the file it came from.
+NUMERIC_FIELDS = {"accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0), "params": (0, None), "train_seconds": (0, None)}
+RUN_FIELD_NAMES = {"accuracy": "test_acc", "macro_f1": "test_macro_f1", "params": "trainable_params",
+                   "train_seconds": "wall_seconds"}
+
+
+def _checked(row: dict[str, Any], source: Path, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A row whose numbers are numbers: a hand-edited or foreign metrics file is named, not half-tabulated."""
+    for key, (low, high) in NUMERIC_FIELDS.items():
+        value = row.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
+                or value < low or (high is not None and value > high):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise FmnistError(f"{source}: {(names or {}).get(key, key)} is {value!r}, not a number {span}; the "
+                              f"file was edited or not written by fmnist; fix or remove it.")
+    return row
+
+
 def _row(folder: Path) -> dict[str, Any] | None:
     if (folder / "metrics.json").is_file():
         metrics = _read(folder / "metrics.json")
         if "accuracy" in metrics and "confusion_matrix" in metrics:
-            return row_from_report(metrics, folder)
+            return _checked(row_from_report(metrics, folder), folder / "metrics.json")
         if "test_acc" in metrics:
-            return row_from_run(metrics, folder)
+            return _checked(row_from_run(metrics, folder), folder / "metrics.json", RUN_FIELD_NAMES)
         raise FmnistError(f"{folder / 'metrics.json'} holds neither a report (accuracy) nor a training run's "
                           f"results (test_acc); pass a report or run folder.")
     if (folder / "cv_results.json").is_file():
-        return row_from_cv(_read(folder / "cv_results.json"), folder)
+        return _checked(row_from_cv(_read(folder / "cv_results.json"), folder), folder / "cv_results.json")
     return None
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
 
 from fmnist.errors import FmnistError
 from fmnist.models import get_spec
@@ -93,7 +94,23 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
                                   f"{child!r}, not a group of settings.")
             child = node[key] = {}
         node = child
-    node[keys[-1]] = value
+    last = keys[-1]
+    if last.endswith("+"):  # LightningCLI's append: ``trainer.callbacks+`` adds to the configured list
+        node[last[:-1]] = appended(node.get(last[:-1]), value, classes=last[:-1] in CLASS_LISTS)
+    else:
+        node[last] = value
+
+
+CLASS_LISTS = ("callbacks", "logger", "plugins")  # lists of classes: a bare string is a class path
+
+
+def appended(existing: Any, value: Any, classes: bool) -> list[Any]:
+    """``existing`` (a list, one item or nothing) followed by ``value`` (one item or a list)."""
+    items = existing if isinstance(existing, list) else ([] if existing in (None, False) else [existing])
+    new = value if isinstance(value, list) else [value]
+    if classes:
+        new = [{"class_path": item} if isinstance(item, str) else item for item in new]
+    return [*items, *new]
 
 
 def get_key(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
@@ -185,12 +202,16 @@ def log_root(cfg: Mapping[str, Any]) -> Path:
 
 
 # -- running -----------------------------------------------------------------------------------------
-def run_config(cfg: Mapping[str, Any]) -> Run:
-    """Train (and test) exactly this resolved configuration."""
+def run_config(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
+    """Train (and test) exactly this resolved configuration.
+
+    ``callbacks`` join the configured ones for this run only (not written to its config.yaml): live objects
+    such as a sweep's pruning callback, which no YAML can name.
+    """
     cfg = copy.deepcopy(dict(cfg))
     if get_key(cfg, "model.model_name") == "transfer" and not get_key(cfg, "model.model_kwargs.base_checkpoint"):
         cfg = with_transfer_base(cfg)
-    cli = FmnistCLI(args={"fit": cfg})
+    cli = FmnistCLI(args={"fit": cfg}, trainer_defaults={"callbacks": list(callbacks)} if callbacks else None)
     trainer = cli.trainer
     log_dir = Path(trainer.log_dir) if trainer.logger is not None and trainer.log_dir else None
     callback = trainer.checkpoint_callback
@@ -204,14 +225,16 @@ def run_config(cfg: Mapping[str, Any]) -> Run:
 def fit(model: str | None = None, *, config: str | Path | Mapping[str, Any] | None = None,
         overrides: Mapping[str, Any] | None = None, seed: int | None = None, epochs: int | None = None,
         gpus: int | None = None, optimizer: str | None = None, logdir: str | Path | None = None,
-        name: str | None = None, version: str | None = None, resume: bool = False) -> Run:
+        name: str | None = None, version: str | None = None, resume: bool = False,
+        callbacks: Sequence[Callback] = ()) -> Run:
     """Train ``model`` with its studied recipe (``configs/<model>.yaml``), test the best checkpoint, return the run.
 
     ``overrides`` take the keys a user types after ``--`` on the command line, dotted:
     ``fit("deep", epochs=3, overrides={"data.train_subset": 5000, "model.lr": 2e-3})``.
     """
     return run_config(resolve_config(model, config=config, overrides=overrides, seed=seed, epochs=epochs, gpus=gpus,
-                                     optimizer=optimizer, logdir=logdir, name=name, version=version, resume=resume))
+                                     optimizer=optimizer, logdir=logdir, name=name, version=version, resume=resume),
+                      callbacks=callbacks)
 
 
 def with_transfer_base(cfg: dict[str, Any]) -> dict[str, Any]:

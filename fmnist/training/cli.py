@@ -92,9 +92,14 @@ def dotted_overrides(rest: list[str]) -> dict[str, Any]:
             value = rest[i + 1]
             i += 1
         try:
-            overrides[key] = yaml.safe_load(value) if value != "" else ""
+            parsed = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError:
-            overrides[key] = value
+            parsed = value
+        if key.endswith("+"):  # LightningCLI's append (``--trainer.callbacks+=A --trainer.callbacks+=B``): keep all
+            previous = overrides.get(key, [])
+            overrides[key] = [*previous, *(parsed if isinstance(parsed, list) else [parsed])]
+        else:
+            overrides[key] = parsed
         i += 1
     return overrides
 

@@ -8,7 +8,9 @@ dictionary) build this class; ``fit`` ends by validating and testing the best ch
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,14 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningCLI
 
 from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.sources import dataset_info
 from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, get_spec
 from fmnist.runs import git_commit, latest_run, write_metrics
 from fmnist.serialization import CHECKPOINT_READ_ERRORS, checkpoint_error, read_checkpoint
-from fmnist.training.callbacks import EpochTimer
+from fmnist.training.callbacks import EpochTimer, ExactResume
 from fmnist.training.module import Classifier, weight_fingerprint
+from fmnist.training.quiet import quiet_known_noise
 
 DEFAULT_LOGDIR = "lightning_logs"
 AUTO_NAME = "auto"  # logger name placeholder: replaced by the model name
@@ -42,17 +46,37 @@ class FmnistCLI(LightningCLI):
     """LightningCLI with the studies' callbacks, per-model logger names, resume-by-name and metrics.json."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        quiet_known_noise()
         self.fit_started: float | None = None
         self.metrics: dict[str, Any] | None = None
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("trainer_defaults", {
+        # A caller's trainer_defaults extend ours (``fit(callbacks=...)`` passes {"callbacks": [...]}: callbacks that
+        # join the configured ones but stay out of config.yaml, e.g. a sweep's pruning callback).
+        kwargs["trainer_defaults"] = {
             "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                        "init_args": {"save_dir": DEFAULT_LOGDIR, "name": AUTO_NAME}},
             "max_epochs": 15,
-        })
+            **(kwargs.get("trainer_defaults") or {}),
+        }
         kwargs.setdefault("parser_kwargs", {"default_env": False})
-        super().__init__(Classifier, FashionMNISTDataModule, *args, **kwargs)
+        self.fresh_run_dir: Path | None = None  # the run folder this process created, once the trainer exists
+        try:
+            super().__init__(Classifier, FashionMNISTDataModule, *args, **kwargs)
+        except BaseException:
+            self._discard_fresh_run_without_results()
+            raise
+        if getattr(self, "trainer", None) is not None and self.trainer.interrupted:
+            self._discard_fresh_run_without_results()
+
+    def _discard_fresh_run_without_results(self) -> None:
+        """A run that failed or was stopped before its first checkpoint leaves no empty version folder behind."""
+        run_dir = self.fresh_run_dir
+        if run_dir is None or not run_dir.is_dir():
+            return
+        if any(run_dir.rglob("*.ckpt")) or (run_dir / "metrics.json").exists():
+            return  # something to resume or read: keep it
+        shutil.rmtree(run_dir, ignore_errors=True)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -86,6 +110,11 @@ class FmnistCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         model_name = config.model.model_name
         get_spec(model_name)  # unknown names: one clear sentence before anything is built
+        classes = len(dataset_info(config.data.dataset).class_names)
+        if config.model.num_classes != classes:  # e.g. a checkpoint's hyperparameters applied by --ckpt_path
+            raise FmnistError(f"the model has {config.model.num_classes} outputs but {config.data.dataset!r} has "
+                              f"{classes} classes; set model.num_classes to {classes} or use a checkpoint "
+                              f"trained on {config.data.dataset}.")
         if "weights_only" in config:  # fit/validate/test/predict with --ckpt_path: never unpickle code
             if config.weights_only is False:
                 raise FmnistError("--weights_only false is refused: fmnist loads checkpoints as tensors and "
@@ -95,6 +124,16 @@ class FmnistCLI(LightningCLI):
         init = _logger_init_args(logger)
         if init is not None and init.get("name") in (AUTO_NAME, None):
             init["name"] = model_name
+        if config.trainer.get("default_root_dir") is None:
+            # Without a logger (``--trainer.logger false``, ``fast_dev_run``) Lightning puts checkpoints and
+            # config.yaml in the current directory; keep them under the log root instead.
+            root = Path(init["save_dir"]) if init is not None else Path(DEFAULT_LOGDIR)
+            config.trainer.default_root_dir = str(root / (init["name"] if init is not None else model_name))
+        _check_writable(Path(init["save_dir"]) if init is not None else Path(config.trainer.default_root_dir))
+        if self.subcommand in ("test", "validate", "predict") and config.get("ckpt_path") is None:
+            raise FmnistError(f"train.py {self.subcommand} needs --ckpt_path CHECKPOINT (e.g. a run's "
+                              f"checkpoints/best.ckpt); without it the model's fresh random weights would be "
+                              f"scored. `python evaluate.py RUN` evaluates a run folder in one step.")
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             if init is None:
                 raise FmnistError("--ckpt_path last needs the TensorBoard logger (it finds the run by its name).")
@@ -117,7 +156,12 @@ class FmnistCLI(LightningCLI):
         if config.trainer.get("logger") not in (False, None):
             extra.append(LearningRateMonitor(logging_interval="epoch"))
         extra.append(EpochTimer())
-        return super().instantiate_trainer(**kwargs)
+        extra.append(ExactResume())
+        trainer = super().instantiate_trainer(**kwargs)
+        log_dir = trainer.log_dir  # the logger's version folder (not created yet) or default_root_dir
+        if log_dir and not Path(log_dir).exists():
+            self.fresh_run_dir = Path(log_dir)
+        return trainer
 
     # -- fit, then test the best checkpoint ---------------------------------------------------------
     def before_fit(self) -> None:
@@ -128,6 +172,24 @@ class FmnistCLI(LightningCLI):
             return
         self.metrics = finish_run(self.trainer, self.model, self.datamodule, self.fit_started,
                                   seed=self.config[self.subcommand].get("seed_everything"))
+
+
+def _check_writable(folder: Path) -> None:
+    """Runs write here: fail before training, in one sentence, if they cannot (read-only, not a folder ...).
+
+    Nothing is created: the nearest existing folder on the path must be a writable folder.
+    """
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise FmnistError(f"cannot write runs to {folder} ({problem}); pass --logdir (or "
+                          f"trainer.logger.init_args.save_dir / trainer.default_root_dir) with a writable folder.")
 
 
 def _logger_init_args(logger: Any) -> dict | None:
@@ -151,6 +213,8 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
     timer = next((c for c in trainer.callbacks if isinstance(c, EpochTimer)), None)
     # Copied now: validate/test with ckpt_path restore the best checkpoint's callback state (its shorter list).
     epoch_seconds = list(timer.epoch_seconds) if timer else []
+    resume = next((c for c in trainer.callbacks if isinstance(c, ExactResume)), None)
+    earlier_seconds, resumes = (resume.elapsed_before, resume.resumes) if resume else (0.0, 0)
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=trainer.is_global_zero,
                         weights_only=True)
@@ -179,7 +243,9 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
         "fold": datamodule.hparams.fold,
         "n_folds": datamodule.hparams.n_folds,
         "seed": seed,
-        "wall_seconds": round(time.perf_counter() - started, 2) if started else None,
+        # Earlier processes (up to the checkpoint this one resumed from) + this process.
+        "wall_seconds": round(earlier_seconds + time.perf_counter() - started, 2) if started else None,
+        "resumes": resumes,
         "epoch_seconds": [round(s, 3) for s in epoch_seconds],
         "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None,
         "accelerator": type(trainer.accelerator).__name__,
@@ -190,6 +256,7 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
         "python_version": platform.python_version(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "git_commit": git_commit(),
+        "data_source": datamodule.data_source,  # folder, why that one, each file's path + sha256
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     log_dir = trainer.log_dir  # a collective call under DDP: every rank must make it

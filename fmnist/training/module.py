@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, create_model, get_spec
+from fmnist.serialization import weights_mismatch
 from fmnist.training.cpu_tuning import CpuThreadPicker, retain_freed_memory
 
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -123,6 +124,9 @@ class Classifier(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test_")
         self.test_per_class = MulticlassAccuracy(num_classes, average=None)
         self.initial_fingerprint: float | None = None
+        spec = get_spec(model_name)
+        # One blank image: Lightning's model summary runs it to show each layer's FLOPs and shapes (else "0").
+        self.example_input_array = torch.zeros(1, spec.channels, spec.input_size, spec.input_size)
         self.thread_picker = CpuThreadPicker(cpu_threads)
 
     def use_channels_last(self, enabled: bool) -> None:
@@ -144,6 +148,23 @@ class Classifier(L.LightningModule):
         if self.initial_fingerprint is None:
             self.initial_fingerprint = weight_fingerprint(self.model)
         self.thread_picker.fit_start(on_cpu=self.trainer.strategy.root_device.type == "cpu")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["initial_weight_fingerprint"] = self.initial_fingerprint
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called before Lightning loads the weights: a checkpoint of another model or class count gets one
+        # sentence here instead of load_state_dict's list of every missing and unexpected key.
+        problem = weights_mismatch(self.state_dict(), checkpoint.get("state_dict", {}))
+        if problem:
+            saved = (checkpoint.get("hyper_parameters") or {})
+            raise FmnistError(
+                f"the checkpoint's weights do not fit {self.hparams.model_name} with {self.hparams.num_classes} "
+                f"classes (it was saved by {saved.get('model_name', 'an unknown model')} with "
+                f"{saved.get('num_classes', '?')} classes: {problem}); pass the matching --model / config, or "
+                f"evaluate it with `python evaluate.py CHECKPOINT`, which builds the checkpoint's own model.")
+        # A resumed run keeps the fingerprint of the weights it started from, not of the resumed ones.
+        self.initial_fingerprint = checkpoint.get("initial_weight_fingerprint", self.initial_fingerprint)
 
     def on_fit_end(self) -> None:
         self.thread_picker.fit_end()

@@ -243,3 +243,12 @@ def test_ddp_on_cpu_with_two_processes(synthetic_data_dir: str, tmp_path: Path) 
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path, "scratch")
     assert metrics["world_size"] == 2 and metrics["val_acc"] is not None and metrics["test_acc"] is not None
+
+
+def test_appended_callbacks_join_the_configs_own() -> None:
+    """``--trainer.callbacks+=X`` (twice) adds to configs/deep.yaml's EMA callback instead of replacing it."""
+    options = parse_shorthand(["--model", "deep", "--trainer.callbacks+=a.First", "--trainer.callbacks+=b.Second"])
+    assert options.overrides == {"trainer.callbacks+": ["a.First", "b.Second"]}
+    cfg = resolve_config(options.model, overrides=options.overrides)
+    paths = [c["class_path"] for c in cfg["trainer"]["callbacks"]]
+    assert paths == ["fmnist.training.weight_averaging.BatchNormEMA", "a.First", "b.Second"]

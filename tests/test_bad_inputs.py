@@ -1,0 +1,191 @@
+"""Every user mistake of the hardening issue: one clear sentence, a non-zero exit, no traceback, nothing left behind.
+
+Each case builds its inputs in a temporary folder, runs ``train.py`` or ``evaluate.py`` in-process from inside that
+folder, and checks the exit code, that exactly one ``error:`` line names the problem, that no traceback was
+printed and that no file appeared besides the inputs (no report, no run folder, no ``checkpoints/``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmnist.cli import main as evaluate_main
+from fmnist.training.cli import main as train_main
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = str(ROOT / "configs" / "deep.yaml")
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@dataclass
+class Inputs:
+    """What a case may use: its own folder, the synthetic data root and a real trained checkpoint."""
+
+    folder: Path
+    data: str
+    checkpoint: Path
+
+    def tampered(self, change: Callable[[dict], None], name: str) -> Path:
+        """A copy of the checkpoint with ``change`` applied (still a plain weights-only file)."""
+        raw = torch.load(self.checkpoint, weights_only=True)
+        change(raw)
+        path = self.folder / name
+        torch.save(raw, path)
+        return path
+
+
+def _without_model_name(raw: dict) -> None:
+    raw["hyper_parameters"].pop("model_name")
+
+
+def _other_architecture(raw: dict) -> None:
+    raw["hyper_parameters"]["model_name"] = "deep"  # cnn's weights under deep's name
+
+
+def _five_classes(raw: dict) -> None:
+    raw["hyper_parameters"]["num_classes"] = 5
+    raw["state_dict"] = {k: v[:5] if v.dim() and v.shape[0] == 10 else v for k, v in raw["state_dict"].items()}
+
+
+def _renamed_weights(raw: dict) -> None:
+    raw["state_dict"] = {f"{k}_old": v for k, v in raw["state_dict"].items()}
+
+
+def _bad_header_data(inputs: Inputs) -> str:
+    """A copy of the synthetic data whose test-images header claims 56x14 images (the same byte count)."""
+    root = inputs.folder / "bad-data"
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (Path(inputs.data) / "FashionMNIST" / "raw").iterdir():
+        data = bytearray(source.read_bytes())
+        if source.name.startswith("t10k-images"):
+            data[8:16] = (56).to_bytes(4, "big") + (14).to_bytes(4, "big")
+        (raw / source.name).write_bytes(bytes(data))
+    return str(root)
+
+
+def _nested_manifest(inputs: Inputs) -> str:
+    path = inputs.folder / "nested.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    return str(path)
+
+
+def _metrics_with_text_accuracy(inputs: Inputs) -> str:
+    run = inputs.folder / "runs" / "deep" / "version_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"model": "deep", "test_acc": "high"}))
+    return str(run)
+
+
+TRAIN, EVALUATE = "train.py", "evaluate.py"
+# (id, entry point, arguments built from the inputs, exit code, a phrase the one error line must hold)
+CASES: list[tuple[str, str, Callable[[Inputs], list[str]], int, str]] = [
+    ("test-missing-checkpoint", TRAIN, lambda i: ["test", "--config", CONFIG, "--ckpt_path",
+                                                  str(i.folder / "missing.ckpt"), "--data.data_dir", i.data],
+     2, "does not exist"),
+    ("test-without-checkpoint", TRAIN, lambda i: ["test", "--config", CONFIG, "--data.data_dir", i.data,
+                                                  "--trainer.logger", "false"], 2, "needs --ckpt_path"),
+    ("test-other-architecture", TRAIN, lambda i: ["test", "--config", CONFIG, "--ckpt_path",
+                                                  str(i.tampered(_other_architecture, "other.ckpt")),
+                                                  "--data.data_dir", i.data, "--trainer.logger", "false", *QUIET],
+     2, "weights do not fit deep"),
+    ("test-other-class-count", TRAIN, lambda i: ["test", "--config", CONFIG, "--ckpt_path",
+                                                 str(i.tampered(_five_classes, "five.ckpt")),
+                                                 "--data.data_dir", i.data, "--trainer.logger", "false"],
+     2, "has 5 outputs but 'fashion' has 10 classes"),
+    ("negative-train-subset", TRAIN, lambda i: ["--model", "scratch", "--data.train_subset", "-5", "--epochs", "1",
+                                                "--data.data_dir", i.data, "--logdir", str(i.folder / "logs")],
+     2, "train_subset must be a whole number of images"),
+    ("logdir-under-a-file", TRAIN, lambda i: ["--model", "scratch", "--epochs", "1", "--data.data_dir", i.data,
+                                              "--logdir", str(_a_file(i) / "runs")], 2, "is a file, not a folder"),
+    ("missing-data-dir", TRAIN, lambda i: ["--model", "scratch", "--epochs", "1", "--logdir", str(i.folder / "logs"),
+                                           "--data.data_dir", str(i.folder / "nowhere"), *QUIET],
+     2, "does not exist"),
+    ("test-images-56x14", TRAIN, lambda i: ["--model", "scratch", "--epochs", "1", "--logdir", str(i.folder / "logs"),
+                                            "--data.data_dir", _bad_header_data(i), *QUIET], 2, "56x14"),
+    ("evaluate-no-model-name", EVALUATE, lambda i: [str(i.tampered(_without_model_name, "anon.ckpt")),
+                                                    "--data-dir", i.data], 2, "does not say which model"),
+    ("evaluate-foreign-weights", EVALUATE, lambda i: [str(i.tampered(_renamed_weights, "renamed.ckpt")),
+                                                      "--data-dir", i.data], 2, "weights do not fit"),
+    ("knn-n_neighbors-word", EVALUATE, lambda i: ["--baseline", "knn", "--param", "n_neighbors=abc", "--data-dir",
+                                                  i.data], 2, "'n_neighbors' parameter"),
+    ("knn-n_neighbors-negative", EVALUATE, lambda i: ["--baseline", "knn", "--param", "n_neighbors=-3",
+                                                      "--data-dir", i.data], 2, "'n_neighbors' parameter"),
+    ("knn-n_neighbors-fraction", EVALUATE, lambda i: ["--baseline", "knn", "--param", "n_neighbors=2.5",
+                                                      "--data-dir", i.data], 2, "'n_neighbors' parameter"),
+    ("compare-text-accuracy", EVALUATE, lambda i: ["compare", _metrics_with_text_accuracy(i)], 2,
+     "test_acc is 'high', not a number"),
+    ("iiif-100000-deep", EVALUATE, lambda i: ["predict", str(i.checkpoint), _nested_manifest(i)], 2,
+     "nested more than"),
+    ("url-to-cloud-metadata", EVALUATE, lambda i: ["predict", str(i.checkpoint),
+                                                   "http://169.254.169.254/latest/meta-data/"], 2,
+     "link-local address"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("device-cuda-without-gpu", EVALUATE, lambda i: [str(i.checkpoint), "--device", "cuda",
+                                                                  "--data-dir", i.data], 2,
+                  "asks for a CUDA GPU, but torch sees none"))
+
+
+def _a_file(inputs: Inputs) -> Path:
+    path = inputs.folder / "file.txt"
+    path.write_text("not a folder")
+    return path
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("tool, build, code, phrase", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_gets_one_clear_sentence(tool: str, build: Callable[[Inputs], list[str]], code: int, phrase: str,
+                                           tmp_path: Path, synthetic_data_dir: str, cnn_checkpoint: Path,
+                                           monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    inputs = Inputs(tmp_path, synthetic_data_dir, cnn_checkpoint)
+    args = build(inputs)
+    made = _files(tmp_path)
+    repository = set(ROOT.iterdir())
+    monkeypatch.chdir(tmp_path)  # anything written to a relative default path would land here and be seen
+
+    assert (train_main if tool == TRAIN else evaluate_main)(args) == code
+
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    # The sentence is the error line, or for predict the line naming the refused input above its summary.
+    assert phrase in errors[0] or (args[0] == "predict" and phrase in err), err[-3000:]
+    assert "Traceback" not in err
+    assert _files(tmp_path) == made, "files were written: " + ", ".join(map(str, _files(tmp_path) - made))
+    assert set(ROOT.iterdir()) == repository
+
+
+def test_read_only_log_dir_is_refused_before_training(tmp_path: Path, synthetic_data_dir: str,
+                                                      monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    """Root ignores permission bits, so the check's view of the folder is made read-only instead."""
+    import fmnist.training.lightning_cli as lightning_cli
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    real_access = lightning_cli.os.access
+    monkeypatch.setattr(lightning_cli.os, "access", lambda path, mode, *args, **kwargs:
+                        Path(path) != logs and real_access(path, mode, *args, **kwargs))
+    assert train_main(["--model", "scratch", "--epochs", "1", "--data.data_dir", synthetic_data_dir,
+                       "--logdir", str(logs)]) == 2
+    err = capfd.readouterr().err
+    assert f"cannot write runs to {logs} ({logs} is not writable)" in err and "Traceback" not in err
+    assert not any(logs.iterdir())
+
+
+def test_a_run_that_fails_in_setup_leaves_no_version_folder(tmp_path: Path, synthetic_data_dir: str) -> None:
+    """The data fails to load after Lightning made the run folder (config.yaml): the folder goes again."""
+    bad = Inputs(tmp_path, synthetic_data_dir, Path())
+    data = _bad_header_data(bad)
+    assert train_main(["--model", "scratch", "--epochs", "1", "--data.data_dir", data,
+                       "--logdir", str(tmp_path / "logs"), *QUIET]) == 2
+    assert not list((tmp_path / "logs").rglob("version_*"))
