@@ -1,0 +1,1 @@
+"""The sweep tests (a package, so its conftest.py does not shadow tests/conftest.py)."""
