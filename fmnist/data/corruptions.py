@@ -7,6 +7,8 @@ Fashion-MNIST with a random severity per image, plus flips and a quarter turn. T
 files come from an unseeded generator that needs ImageMagick; this module regenerates an
 equivalent set from a seed, one split per corruption, with numpy and scipy only and vectorised
 over the batch (the 10,000 test images x 16 corruptions take a few seconds).
+:func:`ensure_corrupted` writes the named set ``fashion-c`` once under the data root and reuses it;
+:mod:`fmnist.evaluation.robustness` scores models on it.
 
 Deliberate differences from the MNIST-C code:
 
@@ -24,26 +26,23 @@ reordering corruptions never changes another one's output.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import secrets
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
 import scipy
+from filelock import FileLock
 from scipy import ndimage
 
+from fmnist.data.sources import ENV_VAR, load_dataset
 from fmnist.errors import FmnistError
-
-try:  # advisory lock so two processes writing one folder take turns; absent on Windows
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None
 
 Severity = int | Literal["random"]
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
@@ -51,6 +50,7 @@ Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 SEVERITIES = (1, 2, 3, 4, 5)
 IMAGE_SHAPE = (28, 28)
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
 # Bump when any corruption's output changes, so cached sets from older code are regenerated.
 GENERATOR_VERSION = 1
 
@@ -404,20 +404,6 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> str:
     return digest
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``folder``: a second writer waits, then finds the set done and reuses it."""
-    if fcntl is None:  # pragma: no cover - non-POSIX: atomic replaces still prevent half files
-        yield
-        return
-    with (folder / ".lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _manifest_key(images: np.ndarray, labels: np.ndarray, seed: int, severity: Severity) -> dict:
     """The part of the manifest that decides whether existing files can be reused."""
     return {
@@ -480,7 +466,7 @@ def write_corrupted(folder: str | Path, images: np.ndarray, labels: np.ndarray, 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FmnistError(f"{folder}: cannot create the folder ({exc}); choose a writable location.") from exc
-    with _folder_lock(folder):
+    with FileLock(folder / LOCK_NAME):  # a second writer waits, then finds the set done and reuses it
         if _reusable(folder, key):  # another process finished it while we waited
             return folder
         (folder / MANIFEST_NAME).unlink(missing_ok=True)  # no stale manifest over half-replaced files
@@ -497,8 +483,18 @@ def write_corrupted(folder: str | Path, images: np.ndarray, labels: np.ndarray, 
     return folder
 
 
-def read_corrupted(folder: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(images, labels)`` of one corruption written by :func:`write_corrupted`, checked against the manifest.
+@dataclass(frozen=True)
+class CorruptedSplit:
+    """One corruption's split as written: images, labels and the severity each image got."""
+
+    name: str
+    images: np.ndarray  # uint8 [N, 28, 28]
+    labels: np.ndarray  # [N]
+    severities: np.ndarray  # uint8 [N], 1..5
+
+
+def read_corrupted_split(folder: str | Path, name: str) -> CorruptedSplit:
+    """One corruption written by :func:`write_corrupted`, checked against the manifest, with its severities.
 
     Loads without pickle; every problem (unknown name, missing or damaged file) is one ``FmnistError``.
     """
@@ -517,11 +513,71 @@ def read_corrupted(folder: str | Path, name: str) -> tuple[np.ndarray, np.ndarra
     try:
         with np.load(path, allow_pickle=False) as data:
             images, labels = data["images"], data["labels"]
+            severities = data["severities"] if "severities" in data else np.zeros(len(labels), np.uint8)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise FmnistError(f"{path}: not a readable corrupted split ({exc}); "
                           f"rerun write_corrupted on {folder} to regenerate it.") from exc
     if (images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE
-            or labels.ndim != 1 or len(labels) != len(images)):
+            or labels.ndim != 1 or len(labels) != len(images) or severities.shape != labels.shape):
         raise FmnistError(f"{path}: holds images {images.dtype} {list(images.shape)} and labels "
                           f"{list(labels.shape)}, not uint8 [N, 28, 28] and [N]; rerun write_corrupted on {folder}.")
-    return images, labels
+    return CorruptedSplit(name, images, labels, severities)
+
+
+def read_corrupted(folder: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` of one corruption written by :func:`write_corrupted` (see :func:`read_corrupted_split`)."""
+    split = read_corrupted_split(folder, name)
+    return split.images, split.labels
+
+
+# -- corrupted test sets by name -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CorruptedSet:
+    """A named corrupted test set: which dataset's test images it corrupts and its folder under a data root."""
+
+    name: str
+    base: str  # a dataset of fmnist.data.sources (its 10,000 test images are corrupted)
+    folder: str  # <root>/<folder>/seed<seed>-<severity>/
+
+
+CORRUPTED_SETS: dict[str, CorruptedSet] = {
+    "fashion-c": CorruptedSet("fashion-c", "fashion", "FashionMNIST-C"),
+}
+"""Corrupted test sets by name (``--dataset fashion-c``).
+
+Kept apart from :data:`fmnist.data.sources.DATASETS`: those are IDX train/test pairs that can be
+trained on, while a corrupted set is a test set only, generated from another dataset's test split.
+"""
+
+
+def corrupted_set(name: str) -> CorruptedSet:
+    """Look up a corrupted set by name, with a clear error listing the valid ones."""
+    try:
+        return CORRUPTED_SETS[name]
+    except (KeyError, TypeError):
+        raise FmnistError(f"Unknown corrupted test set {name!r}; choose one of: {', '.join(CORRUPTED_SETS)}.") from None
+
+
+def corrupted_dir(name: str = "fashion-c", data_dir: str | Path | None = None, *, seed: int = 0,
+                  severity: Severity = "random") -> Path:
+    """Where a corrupted set lives: ``<root>/<folder>/seed<seed>-<severity>``.
+
+    ``<root>`` is ``data_dir``, else ``$FMNIST_DATA_DIR``, else ``./data``: the writable data roots
+    of :mod:`fmnist.data.sources` (the system copy of Fashion-MNIST is read-only, so never there).
+    """
+    info = corrupted_set(name)
+    severity, seed = _check_severity(severity), _check_seed(seed)
+    root = Path(data_dir) if data_dir is not None else Path(os.environ.get(ENV_VAR) or "data")
+    return root / info.folder / f"seed{seed}-{severity}"
+
+
+def ensure_corrupted(name: str = "fashion-c", data_dir: str | Path | None = None, *, seed: int = 0,
+                     severity: Severity = "random") -> Path:
+    """Generate ``name`` from its base dataset's test split once (seconds) and return its folder.
+
+    Later calls find the folder's manifest matching (same seed, severity, source images and code
+    version) and reuse the files; see :func:`write_corrupted`.
+    """
+    folder = corrupted_dir(name, data_dir, seed=seed, severity=severity)
+    data = load_dataset(corrupted_set(name).base, data_dir)
+    return write_corrupted(folder, data.test_images.numpy(), data.test_labels.numpy(), seed=seed, severity=severity)

@@ -1,4 +1,9 @@
-"""``python evaluate.py RUN | --baseline NAME``: the full evaluation report from the command line."""
+"""``python evaluate.py RUN | --baseline NAME``: the full evaluation report from the command line.
+
+``--dataset fashion-c`` scores the model on every corruption of the corrupted test set instead
+(:mod:`fmnist.evaluation.robustness`); ``--temperature`` applies the temperature saved by
+``evaluate.py calibrate``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.baselines import parse_params
+from fmnist.data.corruptions import CORRUPTED_SETS, CORRUPTIONS
 from fmnist.data.sources import DATASETS
 from fmnist.errors import FmnistError
+from fmnist.evaluation import robustness as R
+from fmnist.evaluation.calibration import apply_temperature, load_temperature
 from fmnist.evaluation.metrics import DEFAULT_BINS, DEFAULT_LOW_CONFIDENCE, DEFAULT_TOP_K
 from fmnist.evaluation.predict import baseline_report_name, predict_baseline, predict_checkpoint, safe_name
 from fmnist.evaluation.report import REPORTS_DIR, write_report
+from fmnist.evaluation.scoring import load_scorer
 from fmnist.terminal import console
 
 
@@ -22,13 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Full evaluation report (metrics.json, confusion matrix, errors, calibration) for a trained "
                     "model, or fit and evaluate a scikit-learn baseline.",
         epilog="examples: evaluate.py lightning_logs/deep/version_0 | evaluate.py lightning_logs/deep/version_0 "
-               "--dataset mnist | evaluate.py --baseline svm --n-jobs 2",
+               "--dataset mnist | evaluate.py --baseline svm --n-jobs 2 | evaluate.py lightning_logs/deep/version_0 "
+               "--dataset fashion-c --reference logreg",
     )
     parser.add_argument("target", nargs="?", metavar="RUN_DIR_OR_CKPT",
                         help="a training run folder (lightning_logs/<name>/version_k) or a .ckpt file")
     parser.add_argument("--baseline", metavar="NAME", help="logreg, svm, rf, knn or mlp instead of a checkpoint")
-    parser.add_argument("--dataset", choices=tuple(DATASETS), default=None,
-                        help="data to evaluate on (default: the model's own; `mnist` = study B's cross-dataset test)")
+    parser.add_argument("--dataset", choices=(*DATASETS, *CORRUPTED_SETS), default=None,
+                        help="data to evaluate on (default: the model's own; `mnist` = study B's cross-dataset test; "
+                             "`fashion-c` = accuracy under each corruption, mean and mCE)")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="test set (default) or the run's stratified validation split")
     parser.add_argument("--out", metavar="DIR", help="report folder (default: reports/<name>)")
@@ -41,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="top-k accuracies to report (default 2 3 5)")
     parser.add_argument("--max-errors", type=int, default=48, help="images in misclassified.png (default 48)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--temperature", action="store_true",
+                        help="apply the temperature saved by `evaluate.py calibrate` to the probabilities")
+    robust = parser.add_argument_group("corrupted test sets (--dataset fashion-c)")
+    robust.add_argument("--reference", default=R.DEFAULT_REFERENCE, metavar="RUN_BASELINE_OR_REPORT",
+                        help="model whose errors normalise mCE: a baseline name, run folder, or an earlier "
+                             "robustness report (folder or robustness.json); `none` = no mCE (default logreg)")
+    robust.add_argument("--corruptions", nargs="+", choices=tuple(CORRUPTIONS), metavar="NAME",
+                        help="only these corruptions (default: all 16)")
+    robust.add_argument("--corruption-seed", type=int, default=0,
+                        help="seed the corrupted set is generated with (default 0; written once under the data root)")
     deep = parser.add_argument_group("trained models")
     deep.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     deep.add_argument("--batch-size", type=int, default=1000, help="inference batch size (default 1000)")
@@ -72,6 +93,8 @@ def _validate(args: argparse.Namespace) -> None:
                           f"or a .ckpt file.")
     if args.target and (args.train_subset or args.param or args.refit):
         raise FmnistError("--train-subset, --param and --refit apply to --baseline only.")
+    if args.dataset in CORRUPTED_SETS and args.split != "test":
+        raise FmnistError(f"{args.dataset} corrupts the test set only; drop --split {args.split}.")
 
 
 def print_summary(metrics: dict[str, Any], out_dir: Path) -> None:
@@ -107,9 +130,42 @@ def print_summary(metrics: dict[str, Any], out_dir: Path) -> None:
     out.print(f"report: {out_dir}")
 
 
+def robustness_main(args: argparse.Namespace) -> int:
+    """``--dataset fashion-c``: accuracy per corruption and severity, mean, mCE vs ``--reference``, figures."""
+    options = {"params": parse_params(args.param), "train_subset": args.train_subset, "n_jobs": args.n_jobs,
+               "refit": args.refit, "artifacts_dir": args.artifacts} if args.baseline else {}
+    scorer = load_scorer(args.target or args.baseline, data_dir=args.data_dir, device=args.device,
+                         batch_size=args.batch_size, temperature=args.temperature, **options)
+    corrupted = dict(set_name=args.dataset, data_dir=args.data_dir, seed=args.corruption_seed,
+                     corruptions=args.corruptions)
+    preds = R.corrupted_predictions(scorer, **corrupted)
+    summaries, reference = [], None
+    if args.reference != "none":
+        reference_path = Path(args.reference)
+        if reference_path.suffix == ".json" or (reference_path / R.ROBUSTNESS_FILE).is_file():
+            reference = R.read_reference(args.reference)
+        else:
+            ref_scorer = load_scorer(args.reference, data_dir=args.data_dir, device=args.device,
+                                     batch_size=args.batch_size, n_jobs=args.n_jobs, artifacts_dir=args.artifacts)
+            same = ref_scorer.name == scorer.name and not args.temperature
+            ref_preds = preds if same else R.corrupted_predictions(ref_scorer, **corrupted)
+            reference = R.reference_errors(R.robustness_summary(ref_preds, n_bins=args.bins))
+            if ref_scorer.name != scorer.name:  # the reference's own column, next to the model's
+                summaries.append(R.robustness_summary(ref_preds, reference, n_bins=args.bins))
+    name = args.name or safe_name(f"{scorer.name}_{args.dataset}" + ("_T" if args.temperature else ""))
+    summaries.insert(0, R.robustness_summary(preds, reference, name=scorer.name, n_bins=args.bins))
+    out_dir = Path(args.out) if args.out else REPORTS_DIR / name
+    R.write_robustness(summaries, out_dir, examples=preds, plots=not args.no_plots)
+    R.print_table(summaries)
+    console().print(f"report: {out_dir}")
+    return 0
+
+
 def cli_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _validate(args)
+    if args.dataset in CORRUPTED_SETS:
+        return robustness_main(args)
     if args.baseline:
 
         overrides = parse_params(args.param)
@@ -128,6 +184,9 @@ def cli_main(argv: list[str] | None = None) -> int:
         pred = predict_checkpoint(args.target, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
                                   device=args.device, batch_size=args.batch_size)
         name = args.name or safe_name(f"{pred.meta['run']}_{pred.dataset}-{args.split}")
+    if args.temperature:
+        pred = apply_temperature(pred, load_temperature(pred.meta, pred.meta.get("run") or pred.model))
+        name = args.name or f"{name}_T"
     out_dir = Path(args.out) if args.out else REPORTS_DIR / name
     metrics = write_report(pred, out_dir, low_confidence=args.low_confidence, n_bins=args.bins,
                            top_k=args.top_k, max_errors=args.max_errors, plots=not args.no_plots, name=name)

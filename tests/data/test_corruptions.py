@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_synthetic_dataset
 
 from fmnist.data import corruptions as fc
+from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
 
 NAMES = list(fc.CORRUPTIONS)
@@ -290,3 +292,37 @@ def test_interrupted_write_leaves_no_partial_files(tmp_path, monkeypatch):
         fc.read_corrupted(folder, "shot_noise")
     fc.write_corrupted(folder, IMAGES, LABELS, seed=2)
     np.testing.assert_array_equal(fc.read_corrupted(folder, "rotate")[0], fc.corrupt(IMAGES, "rotate", "random", 2))
+
+
+# -- the named corrupted set under a data root -------------------------------------------------------
+def test_corrupted_dir_follows_the_writable_data_roots(tmp_path, monkeypatch):
+    assert fc.corrupted_dir("fashion-c", tmp_path, seed=3, severity=2) == tmp_path / "FashionMNIST-C" / "seed3-2"
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "env"))
+    assert fc.corrupted_dir() == tmp_path / "env" / "FashionMNIST-C" / "seed0-random"
+    monkeypatch.delenv("FMNIST_DATA_DIR")
+    assert fc.corrupted_dir() == Path("data") / "FashionMNIST-C" / "seed0-random"
+    with pytest.raises(FmnistError, match="Unknown corrupted test set 'mnist-c'; choose one of: fashion-c"):
+        fc.corrupted_dir("mnist-c")
+    with pytest.raises(FmnistError, match="Seed must be a non-negative integer"):
+        fc.corrupted_dir(seed=-1)
+
+
+def test_ensure_corrupted_generates_once_from_the_test_split(tmp_path):
+    write_synthetic_dataset(tmp_path, "fashion", n_train=20, n_test=30)
+    folder = fc.ensure_corrupted("fashion-c", tmp_path, seed=4)
+    assert folder == tmp_path / "FashionMNIST-C" / "seed4-random"
+    before = _mtimes(folder)
+    assert fc.ensure_corrupted("fashion-c", tmp_path, seed=4) == folder
+    assert _mtimes(folder) == before  # reused, not regenerated
+    test = load_dataset("fashion", tmp_path)
+    split = fc.read_corrupted_split(folder, "rotate")
+    np.testing.assert_array_equal(split.images, fc.corrupt(test.test_images.numpy(), "rotate", "random", 4))
+    np.testing.assert_array_equal(split.labels, test.test_labels.numpy())
+    assert split.name == "rotate" and split.severities.dtype == np.uint8
+    assert set(np.unique(split.severities)) <= set(fc.SEVERITIES) and len(np.unique(split.severities)) >= 3
+
+
+def test_split_severities_are_the_ones_each_image_got(written):
+    split = fc.read_corrupted_split(written, "scale")
+    for image, original, severity in zip(split.images, IMAGES[:4], split.severities, strict=True):
+        np.testing.assert_array_equal(image, fc.corrupt(original[None], "scale", int(severity), 0)[0])

@@ -1,0 +1,200 @@
+"""Ensembles: average the class probabilities of several runs (Lakshminarayanan et al., NeurIPS 2017).
+
+:func:`ensemble_predictions` turns the members' :class:`Predictions` of one split into one
+``Predictions``, so an ensemble goes through the same evaluator as any single model: the full
+report (accuracy, NLL, ECE, reliability), corruption accuracy and OOD detection. Members may be
+any mix of runs and baselines; they must have predicted the very same samples.
+
+``python evaluate.py ensemble RUN1 RUN2 ...`` writes the ensemble's report with a members table,
+its accuracy on the corrupted test set and its OOD AUROC (``--ood``), and with ``--calibrate``
+one temperature fitted on the ensemble's own validation predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist.data.corruptions import CORRUPTED_SETS
+from fmnist.data.sources import DATASETS, load_dataset
+from fmnist.errors import FmnistError
+from fmnist.evaluation import ood as O
+from fmnist.evaluation import robustness as R
+from fmnist.evaluation.calibration import before_after, fit_temperature
+from fmnist.evaluation.metrics import DEFAULT_BINS, compute_metrics
+from fmnist.evaluation.predict import safe_name
+from fmnist.evaluation.report import REPORTS_DIR, write_report
+from fmnist.evaluation.scoring import Scorer, load_scorer
+from fmnist.predictions import Predictions, json_default
+from fmnist.terminal import console
+
+_SAME = ("dataset", "split", "class_names")
+
+
+def ensemble_predictions(members: Sequence[Predictions], *, model: str | None = None) -> Predictions:
+    """The members' mean class probabilities as one :class:`Predictions` (labels, indices and images of the first)."""
+    if not members:
+        raise FmnistError("an ensemble needs at least one member's predictions.")
+    first = members[0]
+    for other in members[1:]:
+        for key in _SAME:
+            if getattr(other, key) != getattr(first, key):
+                raise FmnistError(f"ensemble members disagree on {key}: {getattr(first, key)!r} ({first.model}) vs "
+                                  f"{getattr(other, key)!r} ({other.model}); score them on the same data.")
+        if (other.probs.shape != first.probs.shape or not np.array_equal(other.labels, first.labels)
+                or not np.array_equal(other.indices, first.indices)):
+            raise FmnistError(f"ensemble members {first.model} and {other.model} predicted different samples "
+                              f"({first.n} vs {other.n}, or other indices/labels); score them on the same split.")
+    probs = np.mean([m.probs.astype(np.float64) for m in members], axis=0)
+    names = [m.meta.get("run") or m.model for m in members]
+    meta = {"kind": "ensemble", "run": model or _default_name(names), "members": names,
+            "member_kinds": [m.meta.get("kind") for m in members],
+            "member_temperatures": [m.meta.get("temperature") for m in members], "combination": "mean probability"}
+    return Predictions(probs=probs.astype(np.float32), labels=first.labels, indices=first.indices,
+                       dataset=first.dataset, model=model or _default_name([m.model for m in members]),
+                       class_names=first.class_names, split=first.split, images=first.images,
+                       output_names=first.output_names, meta=meta)
+
+
+def _default_name(names: Sequence[str]) -> str:
+    unique = list(dict.fromkeys(names))
+    return f"ensemble-{unique[0]}x{len(names)}" if len(unique) == 1 else "ensemble-" + "+".join(names)
+
+
+def ensemble_corrupted(members: Sequence[R.CorruptedSetPredictions], name: str) -> R.CorruptedSetPredictions:
+    """The ensemble's predictions on the clean split and every corruption of one corrupted set."""
+    first = members[0]
+    if any(m.set_id != first.set_id for m in members):
+        raise FmnistError("ensemble members were scored on different corrupted sets; use one seed and severity.")
+    corrupted = {c: ensemble_predictions([m.corrupted[c] for m in members], model=name) for c in first.corrupted}
+    return dataclasses.replace(first, clean=ensemble_predictions([m.clean for m in members], model=name),
+                               corrupted=corrupted)
+
+
+def _member_row(pred: Predictions, n_bins: int) -> dict[str, Any]:
+    m = compute_metrics(pred, n_bins=n_bins, top_k=())
+    return {"name": pred.meta.get("run") or pred.model, "model": pred.model, "kind": pred.meta.get("kind"),
+            "accuracy": m["accuracy"], "nll": m["nll"], "ece": m["ece"], "temperature": pred.meta.get("temperature")}
+
+
+def calibrate_ensemble(scorers: Sequence[Scorer], test: Predictions, name: str, n_bins: int) -> dict[str, Any]:
+    """One temperature on the ensemble's validation predictions (members must share their validation split)."""
+    vals = []
+    for scorer in scorers:
+        images, labels, indices = scorer.split("val")
+        vals.append(scorer.predictions(images, labels, dataset=scorer.dataset, split="val", indices=indices,
+                                       keep_images=False))
+    try:
+        val = ensemble_predictions(vals, model=name)
+    except FmnistError as exc:
+        raise FmnistError(f"--calibrate needs members with one validation split: {exc}") from None
+    temperature = fit_temperature(val)
+    return {"temperature": temperature, "fitted_on": {"split": "val", "n": val.n},
+            "val": before_after(val, temperature, n_bins), "test": before_after(test, temperature, n_bins)}
+
+
+# -- command line ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py ensemble",
+        description="Average the class probabilities of several runs (or baselines) and evaluate the ensemble "
+                    "like one model: full report, members table, corruption accuracy, OOD AUROC.",
+        epilog="example: evaluate.py ensemble lightning_logs/deep/version_0 lightning_logs/deep/version_1 "
+               "lightning_logs/deep/version_2 --ood mnist noise")
+    parser.add_argument("targets", nargs="+", metavar="RUN_OR_BASELINE", help="run folders, .ckpt files or baselines")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default=None,
+                        help="clean test set (default: the members' own)")
+    parser.add_argument("--corrupted", choices=(*CORRUPTED_SETS, "none"), default="fashion-c",
+                        help="corrupted test set for corruption accuracy (default fashion-c; none = skip)")
+    parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the corrupted set (default 0)")
+    parser.add_argument("--ood", nargs="+", default=["mnist"], metavar="SET",
+                        help="OOD out-sets (see evaluate.py ood; default mnist; none = skip)")
+    parser.add_argument("--fit-size", type=int, default=O.DEFAULT_FIT_SIZE, metavar="N",
+                        help="training images per member for the Mahalanobis score (default 10000)")
+    parser.add_argument("--temperature", action="store_true",
+                        help="apply each member's saved temperature (evaluate.py calibrate) before averaging")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit one temperature on the ensemble's validation predictions; report before/after")
+    parser.add_argument("--name", help="the ensemble's name (default ensemble-<model>x<k>)")
+    parser.add_argument("--out", metavar="DIR", help="report folder (default reports/<name>)")
+    parser.add_argument("--data-dir", metavar="DIR", help="root holding FashionMNIST/raw and MNIST/raw")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--n-jobs", type=int, default=-1, help="baselines: parallel jobs (default -1)")
+    parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="bins of the ECE (default 15)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
+    return parser
+
+
+def print_members(members: Sequence[dict[str, Any]], ensemble: dict[str, Any], extra: dict[str, dict]) -> None:
+    from rich.table import Table
+
+    columns = ["accuracy", "nll", "ece", *extra]
+    table = Table(title="ensemble and members")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in [*members, ensemble]:
+        cells = [row.get(c) if c in row else extra[c].get(row["name"]) for c in columns]
+        table.add_row(row["name"], *("-" if v is None else f"{v:.4f}" for v in cells))
+    console().print(table)
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if len(args.targets) < 2:
+        raise FmnistError("an ensemble needs at least two runs; for one model use `evaluate.py RUN`.")
+    if len(set(args.targets)) != len(args.targets):
+        raise FmnistError("a run is listed twice; each member must appear once.")
+    scorers = [load_scorer(t, data_dir=args.data_dir, device=args.device, temperature=args.temperature,
+                           n_jobs=args.n_jobs) for t in args.targets]
+    if len({s.name for s in scorers}) != len(scorers):
+        raise FmnistError(f"members must have distinct names, got {', '.join(s.name for s in scorers)}; "
+                          f"pass run folders of different runs.")
+    dataset = args.dataset or scorers[0].dataset
+    data = load_dataset(dataset, args.data_dir or scorers[0].meta.get("data_dir"))
+    images, labels = data.test_images.numpy(), data.test_labels.numpy()
+    members = [s.predictions(images, labels, dataset=dataset) for s in scorers]
+    name = args.name or _default_name([s.model for s in scorers])
+    ensemble = ensemble_predictions(members, model=name)
+    out = Path(args.out) if args.out else REPORTS_DIR / safe_name(name)
+    rows = [_member_row(m, args.bins) for m in members]
+    summary: dict[str, Any] = {"name": name, "members": rows, "dataset": dataset}
+    extra: dict[str, dict] = {}
+    if args.calibrate:
+        summary["calibration"] = calibrate_ensemble(scorers, ensemble, name, args.bins)
+    if args.corrupted != "none":
+        member_sets = [R.corrupted_predictions(s, set_name=args.corrupted, data_dir=args.data_dir,
+                                               seed=args.corruption_seed) for s in scorers]
+        combined = ensemble_corrupted(member_sets, name)
+        summaries = [R.robustness_summary(combined, name=name),
+                     *(R.robustness_summary(m, name=s.name) for m, s in zip(member_sets, scorers, strict=True))]
+        R.write_robustness(summaries, out, examples=combined, plots=not args.no_plots)
+        summary["robustness"] = {s["name"]: {"mean_accuracy": s["mean_accuracy"], "worst": s["worst"]}
+                                 for s in summaries}
+        extra["mean corruption acc"] = {s["name"]: s["mean_accuracy"] for s in summaries}
+    if [o for o in args.ood if o != "none"]:
+        result = O.detect(scorers, in_dataset=dataset, out=[o for o in args.ood if o != "none"],
+                          fit_size=args.fit_size, data_dir=args.data_dir, ensemble_name=name)
+        summary["ood"] = O.write_ood(result, out, plots=not args.no_plots)["best"]
+        for o in result.out_sets:
+            for score in ("msp", "energy"):
+                extra[f"AUROC {o.name} {score}"] = {m.name: result.auroc(m.name, o.name, score) for m in result.models}
+    metrics = write_report(ensemble, out, n_bins=args.bins, plots=not args.no_plots, name=name)
+    summary["ensemble"] = _member_row(ensemble, args.bins)
+    (out / "ensemble.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
+    print_members(rows, {"name": name, "accuracy": metrics["accuracy"], "nll": metrics["nll"], "ece": metrics["ece"]},
+                  extra)
+    if args.calibrate:
+        c = summary["calibration"]
+        console().print(f"ensemble temperature T = {c['temperature']:.4f} (val n={c['fitted_on']['n']:,}): test NLL "
+                        f"{c['test']['before']['nll']:.4f} -> {c['test']['after']['nll']:.4f}, ECE "
+                        f"{c['test']['before']['ece']:.4f} -> {c['test']['after']['ece']:.4f}")
+    console().print(f"report: {out}")
+    return 0
+
