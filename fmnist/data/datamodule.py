@@ -101,6 +101,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
             raise FmnistError(f"fold must be in 0..{n_folds - 1} for n_folds={n_folds}, got {fold}.")
         if channels not in (1, 3):
             raise FmnistError(f"channels must be 1 or 3, got {channels}.")
+        classes = len(dataset_info(dataset).class_names)
+        if train_subset is not None and (isinstance(train_subset, bool) or train_subset < classes):
+            raise FmnistError(f"train_subset must be a whole number of images, at least one per class ({classes}), "
+                              f"got {train_subset}; leave it unset to train on the whole training split.")
+        if not 0.0 < val_fraction < 1.0:
+            raise FmnistError(f"val_fraction must be between 0 and 1 (e.g. 0.15), got {val_fraction}.")
         self.save_hyperparameters()
         self.dataset_name = dataset
         self.data_dir, self.batch_size = data_dir, batch_size
@@ -113,6 +119,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.train_set: InMemoryDataset | None = None
         self.val_set: InMemoryDataset | None = None
         self.test_set: InMemoryDataset | None = None
+        self.data_source: dict[str, Any] | None = None  # after setup: folder, why, each file's sha256
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -143,6 +150,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if self.test_set is not None:
             return
         data = load_dataset(self.dataset_name, self.data_dir)
+        self.data_source = data.provenance.as_dict() if data.provenance is not None else None
         train_idx, val_idx = self.split_indices(data.train_labels)
         self.train_set = InMemoryDataset(data.train_images, data.train_labels, train_idx)
         self.val_set = InMemoryDataset(data.train_images, data.train_labels, val_idx)
@@ -178,6 +186,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, torch.Tensor):  # the model's example input (model summary), already model-ready
+            return batch
         images, labels = batch
         x = to_unit_float(images)
         trainer = self.trainer
