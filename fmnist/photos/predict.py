@@ -2,10 +2,17 @@
 
 Inputs are files, folders (recursively), ``file,label`` CSVs, http(s) URLs and IIIF
 manifests (``*.json`` files or URLs that answer with JSON). Each photo is preprocessed to a
-28x28 Fashion-MNIST-like image (``--preprocess ours``, or study B's ``plain`` recipe), and
+28x28 Fashion-MNIST-like image (``--preprocess fashion``, the default: GrabCut segmentation and
+Fashion-MNIST's own framing; ``ours`` and study B's ``plain`` stay for comparison), and
 that exact model input is saved as a PNG so a person can see what the model saw. A bad
 input prints one line (``name: reason``) and the batch carries on; the exit status is 1 if
 any input failed, 2 if none could be used.
+
+Inputs are streamed: each photo is read, preprocessed to its 28x28 input and dropped, and
+predictions are written (``predictions.csv`` rows, input PNGs) batch by batch as they are
+made, so memory stays flat over a long folder or manifest. URLs are fetched from public hosts
+only (``--allow-private-hosts`` lifts that) under one deadline each; folders, CSVs and
+manifests give at most ``--max-images`` photos each.
 
 Labelled inputs (class-named sub-folders, ``labels.csv`` / ``file,label`` CSV, IIIF
 ``True:`` annotations) are scored: accuracy, confusion matrix and -- when
@@ -18,7 +25,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +36,21 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation.report import write_report
 from fmnist.interpret.figures import explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import explain
+from fmnist.photos.fetch import BoundedCache
+from fmnist.photos.figure import StepsSample
 from fmnist.photos.iiif import (
+    DEFAULT_MAX_JSON_BYTES,
     IIIFError,
     PredictionRecord,
     manifest_sources,
+    parse_json,
     parse_manifest,
     read_manifest,
     write_prediction_annotations,
 )
 from fmnist.photos.inputs import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_IMAGES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_TIMEOUT,
     InputProblem,
@@ -46,14 +58,14 @@ from fmnist.photos.inputs import (
     PhotoSource,
     crop_region,
     decode_image,
-    expand_inputs,
+    expand_input,
     is_url,
     read_bytes,
     safe_stem,
 )
-from fmnist.photos.preprocess import PREPROCESSORS, Preprocessed, preprocess
+from fmnist.photos.preprocess import PREPROCESSORS, RECOMMENDED, Preprocessed, preprocess
 from fmnist.predictions import Predictions
-from fmnist.training.checkpoints import load_trained
+from fmnist.training.checkpoints import TrainedModel, load_trained
 
 
 @dataclass
@@ -74,18 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image files, folders (class-named sub-folders or labels.csv = labelled), "
                              "file,label CSVs, http(s) URLs, IIIF manifests (.json or URL)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/photos or reports/photos/MODEL)")
-    parser.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default="ours",
-                        help="ours (default): invert only on light backgrounds, crop to the garment, pad to square; "
-                             "plain: study B's grayscale + invert + LANCZOS resize")
+    parser.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=RECOMMENDED,
+                        help="fashion (default): GrabCut segmentation, then Fashion-MNIST's framing (bounding box, "
+                             "longest side 28, sharpen, negate); ours: invert only on light backgrounds, crop to the "
+                             "garment, pad to square; plain: study B's grayscale + invert + LANCZOS resize")
     parser.add_argument("--gradcam", action="store_true", help="also save a Grad-CAM figure per photo and a grid")
     parser.add_argument("--annotations", nargs="+", default=[], metavar="LIST",
                         help="extra IIIF annotation lists/pages (files or URLs) for the manifests given")
     parser.add_argument("--write-annotations", action="store_true",
                         help="write predictions back as a IIIF annotation list per manifest (under OUT/iiif/)")
     parser.add_argument("--top", type=int, default=3, help="classes shown per photo (default 3)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per URL download")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds per URL: one deadline for connecting, headers, body and redirects (default 15)")
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="size cap per file or download")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb guard")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help=f"photos used per folder, CSV or IIIF manifest (default {DEFAULT_MAX_IMAGES}); "
+                             f"the rest are skipped with a warning")
+    parser.add_argument("--max-json-bytes", type=int, default=DEFAULT_MAX_JSON_BYTES,
+                        help="size cap per IIIF manifest or annotation list (default 16 MiB)")
+    parser.add_argument("--allow-private-hosts", action="store_true",
+                        help="let URLs (and their redirects) reach loopback, private and link-local addresses; "
+                             "by default only public internet hosts are contacted")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return parser
 
@@ -99,63 +121,150 @@ def _say(problem: InputProblem | str, message: str | None = None) -> None:
         print(f"{problem}: {message}", file=sys.stderr)
 
 
-def _manifest_sources(location: str, class_names: Sequence[str], args: argparse.Namespace, data=None):
-
+def _manifest_sources(location: str, class_names: Sequence[str], args: argparse.Namespace,
+                      data: object = None) -> tuple[object, list[PhotoSource], list[InputProblem]]:
+    """``(manifest or None, its sources, problems)`` for a manifest file/URL, or for its already-parsed JSON."""
+    limits = {"allow_private": args.allow_private_hosts, "max_images": args.max_images}
     try:
-        manifest = (read_manifest(location, args.annotations, args.timeout, args.max_bytes) if data is None
-                    else parse_manifest(data, location, args.annotations, args.timeout, args.max_bytes))
+        manifest = (read_manifest(location, args.annotations, args.timeout, args.max_json_bytes, **limits)
+                    if data is None else
+                    parse_manifest(data, location, args.annotations, args.timeout, args.max_json_bytes, **limits))
     except IIIFError as exc:
         return None, [], [InputProblem(location, str(exc).removeprefix(f"{location}: "))]
-    sources, problems = manifest_sources(manifest, class_names)
+    sources, problems = manifest_sources(manifest, class_names, args.max_images)
     return manifest, sources, problems
 
 
-def load_all(sources: list[PhotoSource], class_names: Sequence[str], args: argparse.Namespace,
-             manifests: list) -> tuple[list[PhotoResult], int]:
-    """Read + preprocess every source; URLs answering with JSON are treated as IIIF manifests."""
-    results: list[PhotoResult] = []
-    failures = 0
-    cache: dict[str, bytes] = {}  # several IIIF regions may share one image
-    queue = list(sources)
-    while queue:
-        source = queue.pop(0)
+def iter_sources(inputs: Iterable[str], class_names: Sequence[str], args: argparse.Namespace, manifests: list,
+                 report: Callable[[InputProblem], None]) -> Iterator[PhotoSource]:
+    """The command line's inputs, in order, expanded one at a time (``*.json`` files as IIIF manifests)."""
+    for item in inputs:
+        if not is_url(item) and Path(item).suffix.lower() == ".json" and not Path(item).is_dir():
+            manifest, found, problems = _manifest_sources(item, class_names, args)
+            if manifest is not None:
+                manifests.append(manifest)
+        else:
+            found, problems = expand_input(item, class_names, args.max_images)
+        for problem in problems:
+            report(problem)
+        yield from found
+
+
+def iter_loaded(sources: Iterable[PhotoSource], class_names: Sequence[str], args: argparse.Namespace,
+                manifests: list, report: Callable[[InputProblem], None],
+                cache: BoundedCache | None = None) -> Iterator[PhotoResult]:
+    """Read + preprocess each source as it comes; URLs answering with JSON are read as IIIF manifests.
+
+    Only the 28x28 input is kept per photo; downloads are reused through a bounded cache (several
+    IIIF regions usually crop one image), so memory does not grow with the number of photos.
+    """
+    cache = BoundedCache() if cache is None else cache
+
+    def load(source: PhotoSource) -> PhotoResult | list[PhotoSource] | None:
         try:
             data = cache.get(source.location)
             if data is None:
-                data = read_bytes(source.location, args.timeout, args.max_bytes)
+                data = read_bytes(source.location, args.timeout, args.max_bytes, allow_private=args.allow_private_hosts)
                 if is_url(source.location) and data.lstrip()[:1] in (b"{", b"["):
                     if source.meta.get("manifest"):
                         raise PhotoError("answered with JSON, not an image.")
                     try:
-                        document = json.loads(data.decode("utf-8-sig"))
-                    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                        raise PhotoError(f"answered with invalid JSON ({exc}).") from None
+                        document = parse_json(data, source.location, args.max_json_bytes)
+                    except IIIFError as exc:
+                        raise PhotoError(str(exc).removeprefix(f"{source.location}: ")) from None
                     manifest, found, problems = _manifest_sources(source.location, class_names, args, document)
                     for problem in problems:
-                        _say(problem)
-                        failures += problem.fatal
+                        report(problem)
                     if manifest is not None:
                         manifests.append(manifest)
-                    queue[:0] = found
-                    continue
-                cache[source.location] = data
+                    return found
+                cache.put(source.location, data)
             image = crop_region(decode_image(data, args.max_pixels), source.region)
-            results.append(PhotoResult(source, preprocess(image, args.preprocess)))
+            result = PhotoResult(source, preprocess(image, args.preprocess))
+            if not result.input.segmented:
+                report(InputProblem(source.name, "no garment stood out from the background; the whole photo "
+                                                 "was used (see its saved input).", fatal=False))
+            return result
         except PhotoError as exc:
-            _say(source.name, str(exc))
-            failures += 1
-    return results, failures
+            report(InputProblem(source.name, str(exc)))
+            return None
+
+    for source in sources:
+        loaded = load(source)
+        if isinstance(loaded, list):  # a manifest behind a URL: its photos, each as it comes
+            for inner in loaded:
+                result = load(inner)
+                if isinstance(result, PhotoResult):
+                    yield result
+        elif loaded is not None:
+            yield loaded
 
 
-def save_inputs(results: list[PhotoResult], folder: Path) -> None:
-    """The exact 28x28 model inputs, one PNG per photo, so a person can see what the model saw."""
-    from PIL import Image
+def classify(results: Iterable[PhotoResult], trained: TrainedModel, batch_size: int = 32) -> Iterator[PhotoResult]:
+    """``results`` with ``probs`` filled in, predicted ``batch_size`` at a time as they arrive."""
+    batch: list[PhotoResult] = []
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, result in enumerate(results, start=1):
-        path = folder / f"{number:03d}_{safe_stem(result.source.name)}.png"
+    def flush() -> list[PhotoResult]:
+        probs = trained.predict_proba(torch.from_numpy(np.stack([r.input.pixels for r in batch]))).numpy()
+        for result, p in zip(batch, probs, strict=True):
+            result.probs = p
+        done = list(batch)
+        batch.clear()
+        return done
+
+    for result in results:
+        batch.append(result)
+        if len(batch) >= batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+class PredictionWriter:
+    """Writes each prediction as it is made: the exact 28x28 model input as a PNG and a ``predictions.csv`` row.
+
+    Files appear only once the first prediction arrives, and each row is flushed at once, so an
+    interrupted run keeps what it did and a reader can follow along.
+    """
+
+    def __init__(self, out: Path, class_names: Sequence[str], top: int) -> None:
+        self.folder = out / "inputs"
+        self.csv_path = out / "predictions.csv"
+        self.class_names = class_names
+        self.top = top
+        self.count = 0
+        self._handle = None
+        self._writer = None
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    def write(self, result: PhotoResult) -> None:
+        from PIL import Image
+
+        if self._writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._handle = self.csv_path.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._handle)
+            header = ["file", "input_png", "label"]
+            for k in range(1, self.top + 1):
+                header += [f"top{k}", f"p{k}"]
+            self._writer.writerow(header)
+        self.count += 1
+        path = self.folder / f"{self.count:03d}_{safe_stem(result.source.name)}.png"
         Image.fromarray(result.input.pixels, mode="L").save(path)
         result.input_png = path
+        source = result.source
+        row = [source.location, str(path),
+               self.class_names[source.label] if source.label is not None else (source.label_text or "")]
+        for k in np.argsort(-result.probs)[:self.top]:
+            row += [self.class_names[k], f"{result.probs[k]:.4f}"]
+        self._writer.writerow(row)
+        self._handle.flush()
 
 
 def save_contact_sheet(results: list[PhotoResult], class_names: Sequence[str], path: Path, limit: int = 120) -> Path:
@@ -181,24 +290,6 @@ def save_contact_sheet(results: list[PhotoResult], class_names: Sequence[str], p
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
-    return path
-
-
-def write_predictions_csv(results: list[PhotoResult], class_names: Sequence[str], top: int, path: Path) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        header = ["file", "input_png", "label"]
-        for k in range(1, top + 1):
-            header += [f"top{k}", f"p{k}"]
-        writer.writerow(header)
-        for result in results:
-            order = np.argsort(-result.probs)[:top]
-            row = [result.source.location, str(result.input_png or ""),
-                   class_names[result.source.label] if result.source.label is not None else
-                   (result.source.label_text or "")]
-            for k in order:
-                row += [class_names[k], f"{result.probs[k]:.4f}"]
-            writer.writerow(row)
     return path
 
 
@@ -303,7 +394,8 @@ def write_annotations(manifests: list, results: list[PhotoResult], class_names: 
 def cli_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     for flag, value in (("--top", args.top), ("--timeout", args.timeout), ("--max-bytes", args.max_bytes),
-                        ("--max-pixels", args.max_pixels)):
+                        ("--max-pixels", args.max_pixels), ("--max-images", args.max_images),
+                        ("--max-json-bytes", args.max_json_bytes)):
         if value <= 0:
             raise FmnistError(f"{flag} must be positive, got {value}.")
 
@@ -311,38 +403,31 @@ def cli_main(argv: list[str]) -> int:
     names = trained.class_names
     out = args.out or (trained.run_dir / "photos" if trained.run_dir else Path("reports") / "photos" / trained.model_name)
     manifests: list = []
-    sources: list[PhotoSource] = []
     failures = 0
-    plain_inputs = []
-    for item in args.inputs:
-        if not is_url(item) and Path(item).suffix.lower() == ".json" and not Path(item).is_dir():
-            manifest, found, problems = _manifest_sources(item, names, args)
-            for problem in problems:
-                _say(problem)
-                failures += problem.fatal
-            if manifest is not None:
-                manifests.append(manifest)
-            sources += found
-        else:
-            plain_inputs.append(item)
-    found, problems = expand_inputs(plain_inputs, names)
-    for problem in problems:
+
+    def report(problem: InputProblem) -> None:
+        nonlocal failures
         _say(problem)
         failures += problem.fatal
-    sources += found
-    results, failed = load_all(sources, names, args, manifests)
-    failures += failed
+
+    top = min(args.top, len(names))
+    sources = iter_sources(args.inputs, names, args, manifests, report)
+    results: list[PhotoResult] = []  # 28x28 inputs and probabilities only: ~1 KB per photo
+    steps = StepsSample()  # photo + mask kept only for the steps figure's 12 photos
+    if not trained.data_hparams.get("reframe"):
+        print("note: photos are classified best by a model trained with configs/photo.yaml (docs/photos.md).")
+    with PredictionWriter(out, names, top) as writer:
+        for result in classify(iter_loaded(sources, names, args, manifests, report), trained):
+            writer.write(result)
+            steps.offer(result.input, result.probs, result.source.label, result.source.name)
+            results.append(result)
     if not results:
         raise FmnistError(f"none of the inputs could be used as a photo ({failures} problem(s), listed above).")
     pixels = torch.from_numpy(np.stack([r.input.pixels for r in results]))
-    probs = trained.predict_proba(pixels).numpy()
-    for result, p in zip(results, probs, strict=True):
-        result.probs = p
-    top = min(args.top, len(names))
-    save_inputs(results, out / "inputs")
-    csv_path = write_predictions_csv(results, names, top, out / "predictions.csv")
+    csv_path = writer.csv_path
     print_results(results, names, top)
     save_contact_sheet(results, names, out / "inputs_sheet.png")
+    steps.save(names, out / "steps.png")
     if args.gradcam:
 
         explained = explain(trained, pixels)
