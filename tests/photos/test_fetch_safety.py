@@ -412,7 +412,8 @@ def test_sources_are_consumed_lazily_and_downloads_share_a_bounded_cache(server:
     assert first.source.name == "p0" and pulled == [0]  # one source read, one photo made
     _Handler.paths.clear()
     rest = list(results)
-    assert [r.source.name for r in rest] == [f"p{i}" for i in range(1, 8)] and not problems
+    # Warnings about a blank synthetic image (no garment found) are fine; nothing may fail.
+    assert [r.source.name for r in rest] == [f"p{i}" for i in range(1, 8)] and not [p for p in problems if p.fatal]
     assert len(_Handler.paths) == 3  # p1 reused p0's download; p2..p7 needed 3 more
     assert cache.total <= 700_000 and len(cache) == 2
     assert all(r.input.pixels.shape == (28, 28) for r in rest)  # only the model input is kept per photo
