@@ -1,7 +1,12 @@
 """The redesign kept behaviour: a tiny seeded run gives the metrics.json numbers the old flat package gave.
 
 The expected values were measured on the package before the layered layout (commit ef6a887, the same
-arguments, the synthetic set of conftest) and are identical after it, bit for bit.
+arguments, the synthetic set of conftest) and are identical after it, bit for bit, on this machine. Another
+CPU dispatches other kernels (oneDNN picks AVX-512, AVX2 or SSE code paths), whose sums round differently in the
+last bits: with ``ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default`` the losses move by 2e-5 and the weight
+fingerprint by 3e-6 (relative). Counts must match exactly; floats within 1e-3 relative, a hundred times those
+rounding differences and far below what any change of behaviour (one more step, another seed, another
+initialisation) moves them.
 """
 
 from __future__ import annotations
@@ -28,4 +33,7 @@ def test_tiny_seeded_deep_run_matches_the_pre_redesign_numbers(synthetic_data_di
     written = json.loads((run.dir / "metrics.json").read_text())
     assert written == run.metrics
     for key, value in BEFORE_REDESIGN.items():
-        assert written[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        if isinstance(value, int):
+            assert written[key] == value, key
+        else:
+            assert written[key] == pytest.approx(value, rel=1e-3), key
