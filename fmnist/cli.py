@@ -17,6 +17,7 @@ COMMANDS = {
     "stats": "fmnist.data.stats",
     "compare": "fmnist.evaluation.compare",
     "gradcam": "fmnist.interpret.cli",
+    "explain-check": "fmnist.interpret.check",
     "predict": "fmnist.photos.predict",
     "ood": "fmnist.evaluation.ood",
     "ensemble": "fmnist.evaluation.ensemble",
@@ -24,13 +25,14 @@ COMMANDS = {
 }
 DEFAULT = "fmnist.evaluation.cli"
 
-USAGE = """usage: evaluate.py {stats,compare,gradcam,predict,ood,ensemble,calibrate} ... | RUN_DIR_OR_CKPT [options] | --baseline NAME [options]
+USAGE = """usage: evaluate.py {stats,compare,gradcam,explain-check,predict,ood,ensemble,calibrate} ... | RUN_DIR_OR_CKPT [options] | --baseline NAME [options]
 
   stats                       image counts, class counts and pixel statistics of every split
   RUN_DIR_OR_CKPT             full report (metrics, confusion matrix, errors) for a trained model
   --baseline NAME             fit/evaluate a scikit-learn baseline (logreg, svm, rf, knn, mlp)
   compare RUN_OR_REPORT ...   one table and chart across runs and baselines
   gradcam RUN_DIR_OR_CKPT     Grad-CAM figures (--method: hirescam, gradcam, guided-gradcam, occlusion, ig)
+  explain-check RUN_DIR_OR_CKPT   sanity/faithfulness checks of the maps (blank, deletion, randomisation)
   predict RUN_DIR_OR_CKPT PATH_OR_URL ...   classify photos (files, folders, URLs, IIIF manifests)
   RUN --dataset fashion-c     accuracy under 16 corruptions, mean, mCE vs a reference (logreg)
   ood RUN ... --out mnist noise   out-of-distribution detection (AUROC, AUPR, FPR@95TPR)

@@ -1,4 +1,4 @@
-"""``python evaluate.py gradcam RUN``: explain right and wrong test images (or chosen ones) per class."""
+"""``python evaluate.py gradcam RUN``: explain right and wrong test images (or chosen ones) per class, any method."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from fmnist.data.classes import match_label
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.interpret.figures import explained_items, save_figure, save_grid
-from fmnist.interpret.gradcam import explain, resolve_layer
+from fmnist.interpret.gradcam import explain
+from fmnist.interpret.layers import resolve_layer
+from fmnist.interpret.methods import DEFAULT_METHOD, METHODS, get_method
 from fmnist.interpret.selection import default_selection
 from fmnist.training.checkpoints import load_trained
 
@@ -30,13 +32,17 @@ def parse_class(value: str, class_names: Sequence[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evaluate.py gradcam",
-        description="Grad-CAM (Captum LayerGradCam) figures: original, heatmap and overlay per image, plus a grid.")
+        description="Explanation figures (Grad-CAM and friends, through Captum): original, heatmap and overlay "
+                    "per image, plus a grid.")
     parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT", help="run folder or .ckpt file")
     parser.add_argument("--index", type=int, nargs="+", metavar="I",
                         help="images of the split to explain (default: one correct + one wrong per class)")
     parser.add_argument("--class", dest="target", metavar="C",
                         help="explain this class (index or name) instead of the predicted one")
-    parser.add_argument("--layer", help="layer to attach to (default: the model's last conv layer, per registry)")
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS),
+                        help=f"explanation method (default {DEFAULT_METHOD}; see docs/gradcam.md)")
+    parser.add_argument("--layer", help="layer the CAM methods attach to (default: the last conv layer whose grid "
+                                        "is at least 7x7, per registry)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/gradcam or reports/gradcam/MODEL)")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--data-dir", help="root holding FashionMNIST/raw and MNIST/raw")
@@ -54,6 +60,7 @@ def cli_main(argv: list[str]) -> int:
     trained = load_trained(args.checkpoint, map_location=args.device)
     names = trained.class_names
     target = parse_class(args.target, names) if args.target is not None else None
+    method = get_method(args.method)
     resolve_layer(trained.module.model, trained.model_name, args.layer)  # fail fast, before loading data
     images, labels = load_dataset(trained.dataset, args.data_dir).split(args.split)
     if args.index:
@@ -65,22 +72,29 @@ def cli_main(argv: list[str]) -> int:
     else:
         indices = default_selection(trained.predict_proba(images), labels)
     chosen = images[indices]
-    result = explain(trained, chosen, target=target, layer=args.layer)
+    result = explain(trained, chosen, target=target, layer=args.layer, method=method.name)
     out = args.out or (trained.run_dir / "gradcam" if trained.run_dir else Path("reports") / "gradcam" / trained.model_name)
     items = explained_items(result, chosen, names, [int(labels[i]) for i in indices], [f"#{i}" for i in indices])
-    placement = "receptive-field aligned" if result.aligned else "stretched"
-    table = Table(title=f"Grad-CAM of {trained.model_name} at layer {result.layer} ({args.split} split, "
-                        f"{placement} upsampling)")
+    if result.layer is None:
+        where = "pixel-level, model-agnostic"
+    else:
+        where = f"at layer {result.layer}, {'receptive-field aligned' if result.aligned else 'stretched'} upsampling"
+    table = Table(title=f"{method.title} of {trained.model_name} ({args.split} split, {where})")
     for column in ("index", "true", "predicted", "confidence", "explained class", "figure"):
         table.add_column(column)
     for index, item in zip(indices, items, strict=True):
         figure = "" if args.no_single else str(save_figure(item, out / f"gradcam_{args.split}_{index:05d}.png"))
+        if item.blank:
+            figure = f"[red]blank map[/red] {figure}"
         style = "green" if item.true == item.predicted else "red"
         table.add_row(str(index), item.true or "", f"[{style}]{item.predicted}[/{style}]", f"{item.confidence:.1%}",
                       item.target or item.predicted, figure)
     grid = save_grid(items, out / "gradcam_grid.png", per_row=args.per_row,
-                     title=f"{trained.model_name}: Grad-CAM at {result.layer}")
+                     title=f"{trained.model_name}: {method.title}" + (f" at {result.layer}" if result.layer else ""))
     console = Console()
     console.print(table)
+    blank = int(result.blank.sum())
+    if blank:
+        console.print(f"[red]{blank} of {len(items)} maps are blank[/red] (no positive value; drawn as 'blank map')")
     console.print(f"grid: {grid}")
     return 0

@@ -34,12 +34,13 @@ def _no_inplace(module: nn.Module) -> nn.Module:
     return module
 
 
-@register_model("resnet18", source="study B", input_size=32, channels=3, target_layer="features.layer3",
+@register_model("resnet18", source="study B", input_size=32, channels=3, target_layer="features.layer1",
                 description="torchvision ResNet18 on 32x32 RGB (upscaled, grey replicated); GAP + dense 10")
 def resnet18(num_classes: int = 10, pretrained: bool = False, freeze_backbone: bool = True) -> nn.Module:
     """``pretrained=True`` loads ImageNet weights (needs the download or torch's cache).
 
-    At 32x32 the ImageNet stem leaves a 1x1 map at ``layer4``, so Grad-CAM uses ``layer3``.
+    At 32x32 the ImageNet stem leaves 8x8 after ``layer1``, then 4x4, 2x2 and 1x1, so explanations use ``layer1``
+    (the last grid of at least 7x7, fmnist.interpret.layers).
     """
     from torchvision.models import ResNet18_Weights
     from torchvision.models import resnet18 as tv_resnet18

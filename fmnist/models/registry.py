@@ -2,7 +2,7 @@
 
 Models are plain ``nn.Module``s; Lightning never appears here. Each entry records what the
 rest of the code needs to know without building the model: the input it expects (so the
-data module can resize / replicate channels) and its last convolutional layer (Grad-CAM).
+data module can resize / replicate channels) and the layer explanations attach to (Grad-CAM).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class ModelSpec:
     source: str
     input_size: int = 28
     channels: int = 1
-    target_layer: str | None = None  # dotted name of the last conv layer, for Grad-CAM
+    target_layer: str | None = None  # layer explanations attach to: the last with a grid >= 7x7 (interpret.layers)
     alias_of: str | None = None  # another entry's name when this one is only a second name for it
 
 

@@ -36,6 +36,7 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation.report import write_report
 from fmnist.interpret.figures import explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import explain
+from fmnist.interpret.methods import METHODS
 from fmnist.photos.fetch import BoundedCache
 from fmnist.photos.figure import StepsSample
 from fmnist.photos.iiif import (
@@ -436,7 +437,7 @@ def cli_main(argv: list[str]) -> int:
         for result, item in zip(results, items, strict=True):
             save_figure(item, out / "gradcam" / f"{result.input_png.stem}.png")
         save_grid(items[:60], out / "gradcam" / "gradcam_grid.png", per_row=2,
-                  title=f"{trained.model_name}: Grad-CAM at {explained.layer}")
+                  title=f"{trained.model_name}: {METHODS[explained.method].title} at {explained.layer}")
     if any(r.source.label is not None for r in results):
         print_summary(score_labelled(results, names, trained.model_name, args.preprocess, trained.checkpoint, out),
                       names, args.preprocess)

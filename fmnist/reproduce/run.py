@@ -27,6 +27,7 @@ from fmnist.evaluation.predict import predict_baseline, predict_checkpoint
 from fmnist.evaluation.report import write_report
 from fmnist.interpret.figures import explained_items, save_grid
 from fmnist.interpret.gradcam import explain
+from fmnist.interpret.methods import METHODS
 from fmnist.interpret.selection import default_selection
 from fmnist.reproduce.experiments import (
     BUDGETS,
@@ -156,7 +157,7 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
         picked = images[torch.tensor(chosen)].unsqueeze(1)
         result = explain(trained, picked.float() / 255.0)
         items = explained_items(result, picked, trained.class_names, labels=[int(labels[i]) for i in chosen])
-        save_grid(items, path, per_row=3, title=f"Grad-CAM: {model} ({ctx.budget.name} budget), most confident "
+        save_grid(items, path, per_row=3, title=f"{METHODS[result.method].title}: {model} ({ctx.budget.name} budget), most confident "
                                                  f"right and wrong test image per class")
 
 

@@ -1,4 +1,4 @@
-"""Grad-CAM (fmnist.interpret): every registered CNN, Captum pitfalls, a sanity check that maps mean something, CLI."""
+"""Grad-CAM and friends (fmnist.interpret): every registered CNN, layer choice, Captum pitfalls, region sanity, CLI."""
 
 from __future__ import annotations
 
@@ -7,21 +7,31 @@ from pathlib import Path
 
 import pytest
 import torch
+from region_task import SIGNAL, RegionModel, trained_region_model
 from torch import nn
 
 from fmnist.cli import main
 from fmnist.data.transforms import InputTransform
 from fmnist.errors import FmnistError
-from fmnist.interpret.gradcam import (
+from fmnist.interpret.gradcam import attribute, grad_cam
+from fmnist.interpret.layers import (
+    MIN_GRID,
     aligned_upsample,
-    conv_layers,
-    grad_cam,
+    default_layer,
     layer_geometry,
-    mass_in,
+    output_grids,
     resolve_layer,
 )
+from fmnist.interpret.measures import mass_in
+from fmnist.interpret.methods import DEFAULT_METHOD, METHODS
 from fmnist.models import create_model, get_spec, list_models
 from fmnist.models.base import FeatureClassifier
+
+
+@pytest.fixture
+def region_model() -> RegionModel:
+    return trained_region_model()
+
 
 ISSUE_MODELS = {"resnet", "cnn", "scratch", "deep", "cnn1", "cnn2", "cnn3", "lenet5", "resnet18", "transfer"}
 
@@ -34,14 +44,15 @@ def test_issue_models_are_registered() -> None:
     assert set(list_models()) >= ISSUE_MODELS
 
 
+@pytest.mark.parametrize("method", sorted({"gradcam", DEFAULT_METHOD}))
 @pytest.mark.parametrize("name", list_models())
-def test_every_registered_model_gets_maps_at_its_registry_layer(name: str) -> None:
+def test_every_registered_model_gets_maps_at_its_registry_layer(name: str, method: str) -> None:
     torch.manual_seed(0)
     spec = get_spec(name)
-    model = create_model(name).train()  # Grad-CAM must switch to eval and give the mode back
+    model = create_model(name).train()  # attribution must switch to eval and give the mode back
     transform = InputTransform(image_size=spec.input_size, channels=spec.channels)
-    result = grad_cam(model, _images(), transform=transform, model_name=name)
-    assert result.layer == spec.target_layer
+    result = attribute(model, _images(), method=method, transform=transform, model_name=name)
+    assert result.layer == spec.target_layer and result.method == method
     assert result.maps.shape == (3, 28, 28)  # back on the 28x28 input grid, also for resnet18's 32x32
     assert torch.isfinite(result.maps).all() and (result.maps >= 0).all()
     assert torch.allclose(result.probs.sum(dim=1), torch.ones(3), atol=1e-5)
@@ -49,10 +60,37 @@ def test_every_registered_model_gets_maps_at_its_registry_layer(name: str) -> No
     assert model.training
 
 
-def test_last_conv_is_the_fallback_for_unregistered_models() -> None:
+@pytest.mark.parametrize("name", list_models())
+def test_registry_layers_follow_the_resolution_rule(name: str) -> None:
+    """The registry records, per model, the last layer whose grid is >= 7x7; the rule and the table agree."""
+    model = create_model(name)
+    grids = output_grids(model, name)  # in the order the layers finish
+    layer = get_spec(name).target_layer
+    assert layer == default_layer(model, name)
+    assert min(grids[layer]) >= MIN_GRID
+    later = list(grids)[list(grids).index(layer) + 1:]
+    assert all(min(grids[other]) < MIN_GRID for other in later)
+
+
+def test_residual_models_are_explained_after_the_skip_connection() -> None:
+    """A residual block's last conv sees only the branch; the block's output carries the skip connection too."""
+    assert default_layer(create_model("resnet"), "resnet") == "features.block2"
+    assert default_layer(create_model("resnet18"), "resnet18") == "features.layer1"  # 8x8; layer2 is 4x4
+
+
+def test_default_layer_skips_the_3x3_grid_of_the_unpadded_cnns() -> None:
+    deep = create_model("deep")
+    assert output_grids(deep, "deep") == {"features.conv1": (26, 26), "features.conv2": (11, 11),
+                                          "features.conv3": (3, 3)}
+    assert default_layer(deep, "deep") == "features.conv2"
+    assert default_layer(deep, "deep", min_grid=2) == "features.conv3"
+    assert default_layer(deep, "deep", min_grid=30) == "features.conv1"  # none that large: the largest grid
+
+
+def test_resolution_rule_is_the_fallback_for_unregistered_models() -> None:
     model = create_model("cnn")
     name, module = resolve_layer(model)  # no registry name
-    assert name == conv_layers(model)[-1] == "features.conv3" and module is model.features.conv3
+    assert name == "features.conv2" and module is model.features.conv2
 
 
 def test_model_without_conv_is_a_clear_error() -> None:
@@ -144,49 +182,17 @@ def test_explicit_targets_one_for_all_or_one_per_image() -> None:
         grad_cam(model, _images(), model_name="cnn", target=10)
 
 
-def _region_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class 1 = a bright 6x6 square somewhere in the top-right quadrant; class 0 = none.
-
-    Every image also has random noise in the bottom-left quadrant, which carries no class
-    information. Top-right vs bottom-left means a transposed, flipped or mis-scaled map
-    lands in the wrong quadrant.
-    """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.zeros(n, 1, 28, 28)
-    x[:, :, 14:, :14] = torch.rand(n, 1, 14, 14, generator=g) * 0.5
-    y = torch.randint(0, 2, (n,), generator=g)
-    corners = torch.randint(1, 8, (n, 2), generator=g)
-    for i in torch.nonzero(y).flatten().tolist():
-        r, c = corners[i].tolist()
-        x[i, 0, r:r + 6, 14 + c:14 + c + 6] = 1.0
-    return x, y
-
-
-def test_sanity_gradcam_mass_sits_where_the_class_signal_is() -> None:
+@pytest.mark.parametrize("method", list(METHODS))
+def test_sanity_mass_sits_where_the_class_signal_is(region_model, method: str) -> None:
     """Fails when the map is meaningless: uniform maps put 25% in the signal quadrant, flipped ones ~0%."""
-    torch.manual_seed(0)
-    x, y = _region_task(512, seed=0)
-    model = create_model("scratch", num_classes=2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for start in range(0, len(x), 32):
-        loss = nn.functional.cross_entropy(model(x[start:start + 32]), y[start:start + 32])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    x_test, y_test = _region_task(100, seed=1)
-    model.eval()
-    with torch.no_grad():
-        accuracy = (model(x_test).argmax(dim=1) == y_test).float().mean().item()
-    assert accuracy > 0.95
-    result = grad_cam(model, x_test[y_test == 1], model_name="scratch", target=1)
-    signal = torch.zeros(28, 28, dtype=torch.bool)
-    signal[:14, 14:] = True
-    share = mass_in(result.maps, signal)
+    assert region_model.accuracy > 0.95
+    positives = region_model.x_test[region_model.y_test == 1]
+    result = attribute(region_model.model, positives, method=method, model_name="scratch", target=1)
+    share = mass_in(result.maps, SIGNAL)
     assert share.isnan().float().mean() < 0.2  # (almost) every map has positive mass
     share = share[~share.isnan()]
     assert share.mean() > 0.6 and share.median() > 0.6
-    assert mass_in(result.maps.transpose(-1, -2), signal).nanmean() < 0.3  # the test can fail
+    assert mass_in(result.maps.transpose(-1, -2), SIGNAL).nanmean() < 0.3  # the test can fail
 
 
 # -- the command line --------------------------------------------------------------------------------------
@@ -200,7 +206,7 @@ def test_cli_default_selection_writes_a_grid(cnn_checkpoint: Path, synthetic_dat
     assert (out / "gradcam_grid.png").stat().st_size > 1000
     assert not list(out.glob("gradcam_test_*.png"))
     table = capsys.readouterr().out
-    assert "features.conv3" in table
+    assert "features.conv2" in table and "HiResCAM" in table
     rows = [line for line in table.splitlines() if line.startswith("│")]
     assert len(rows) >= 10  # one correct (+ one wrong, where there is one) per class
 
@@ -212,6 +218,17 @@ def test_cli_index_class_and_layer(cnn_checkpoint: Path, synthetic_data_dir: str
     assert main(argv) == 0
     assert sorted(p.name for p in out.glob("gradcam_test_*.png")) == ["gradcam_test_00000.png",
                                                                      "gradcam_test_00005.png"]
+
+
+def test_cli_method_option(cnn_checkpoint: Path, synthetic_data_dir: str, tmp_path: Path,
+                           capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "gc"
+    argv = ["gradcam", str(cnn_checkpoint), "--data-dir", synthetic_data_dir, "--out", str(out), "--index", "3",
+            "--method", "occlusion"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "Occlusion of cnn" in table and "pixel-level" in table
+    assert (out / "gradcam_test_00003.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize(("extra", "message"), [
