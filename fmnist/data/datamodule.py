@@ -64,6 +64,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         augment: the studies' rotation/zoom/contrast augmentation on training batches.
         rotation, zoom, contrast, fill_mode, random_erasing, hflip, translate: augmentation strengths
             (see :class:`fmnist.data.augment.BatchAugment`).
+        aspect, reframe, gamma, blur, noise: photo-like augmentation (off by default; configs/photo.yaml).
+        augment_share: share of training images augmented (the rest stay clean).
         num_workers: DataLoader workers (0 is fastest for in-memory data).
     """
 
@@ -89,6 +91,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
         random_erasing: float = 0.0,
         hflip: bool = False,
         translate: float = 0.0,
+        aspect: float = 0.0,
+        reframe: bool = False,
+        gamma: float = 0.0,
+        blur: float = 0.0,
+        noise: float = 0.0,
+        augment_share: float = 1.0,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -112,8 +120,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.data_dir, self.batch_size = data_dir, batch_size
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.num_workers = num_workers
-        self.augmenter = BatchAugment(rotation, zoom, contrast, fill_mode, random_erasing, hflip,
-                                      translate) if augment else None
+        self.augmenter = BatchAugment(rotation, zoom, contrast, fill_mode, random_erasing, hflip, translate,
+                                      aspect=aspect, reframe=reframe, gamma=gamma, blur=blur,
+                                      noise=noise, share=augment_share) if augment else None
         self.mean, self.std = 0.0, 1.0
         self.input_transform = InputTransform(image_size=image_size, channels=channels)
         self.train_set: InMemoryDataset | None = None

@@ -96,7 +96,9 @@ def fashion_frame(signal: np.ndarray, mask: np.ndarray, size: int = SIZE, frame:
     """Light-on-black garment (float ``[H, W]``, 0-255, garment where ``mask``) -> uint8 ``[size, size]``.
 
     Trim to the mask's bounding box, resize its longest side to the measured longest side of
-    Fashion-MNIST's products (the whole frame) keeping the aspect, sharpen, centre on black.
+    Fashion-MNIST's products (the whole frame) keeping the aspect, centre on black, and sharpen
+    when ``sharpen_sigma`` > 0 (the dataset's step; the photo recipe leaves it out, see
+    :func:`fmnist.photos.preprocess.preprocess_fashion`).
     """
     if not mask.any():
         return np.zeros((size, size), dtype=np.uint8)

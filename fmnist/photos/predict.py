@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/photos or reports/photos/MODEL)")
     parser.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=RECOMMENDED,
                         help="fashion (default): GrabCut segmentation, then Fashion-MNIST's framing (bounding box, "
-                             "longest side 28, sharpen, negate); ours: invert only on light backgrounds, crop to the "
+                             "longest side 28, negate; no sharpening); ours: invert only on light backgrounds, crop to the "
                              "garment, pad to square; plain: study B's grayscale + invert + LANCZOS resize")
     parser.add_argument("--gradcam", action="store_true", help="also save a Grad-CAM figure per photo and a grid")
     parser.add_argument("--annotations", nargs="+", default=[], metavar="LIST",
