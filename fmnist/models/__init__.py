@@ -1,6 +1,6 @@
 """Model zoo: every architecture of both studies, by name. Importing registers them all."""
 
-from fmnist.models import classic, ours, study_a, study_b  # noqa: F401  (registration side effects)
+from fmnist.models import classic, ours, speedrun, study_a, study_b  # noqa: F401  (registration side effects)
 from fmnist.models.registry import (
     ModelSpec,
     count_parameters,

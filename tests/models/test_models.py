@@ -22,6 +22,7 @@ EXPECTED_PARAMS = {
     "resnet18": (5_130, 11_191_242),  # frozen backbone: only the new 512->10 head trains
     "transfer": (206_218, 225_034),  # frozen scratch conv base (18,816) + new dense head
     "vggbn": (595_626, 597_034),  # our recipe (conv biases dropped: BatchNorm follows every conv)
+    "speedrun": (57_042, 57_540),  # issue 14: + the frozen whitening stem (162) and BatchNorm statistics (336)
 }
 
 

@@ -1,0 +1,112 @@
+"""What each trick of the 91% speedrun recipe buys: the recipe as shipped against one change at a time.
+
+Every variant is ``configs/speedrun.yaml`` plus one set of ``train.py fit`` settings, run as a fresh process for
+each seed and timed like ``benchmarks/time_to_accuracy.py`` times it (process start to test score). The table
+shows validation accuracy (what the recipe was chosen on) next to test accuracy and seconds, mean over seeds.
+
+    python benchmarks/speedrun_ablation.py --seeds 2                  # every variant (about 10 minutes)
+    python benchmarks/speedrun_ablation.py --seeds 2 --only recipe no-bf16
+
+Records go to ``docs/results/benchmarks/speedrun_ablation-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from time_to_accuracy import ROOT, RunRecord, load_average, machine, run_timed, train_command  # noqa: E402
+
+RECIPE = "configs/speedrun.yaml"
+EMA = '[{"class_path": "fmnist.training.weight_averaging.BatchNormEMA", "init_args": {"decay": 0.98, "warmup": true}}]'
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "recipe": ("configs/speedrun.yaml as shipped", []),
+    "conv-stem": ("trained conv stem instead of the frozen patch whitening",
+                  ["--model.model_kwargs", '{"stem": "conv"}']),
+    "no-bf16": ("fp32 instead of bf16 autocast", ["--trainer.precision", "32-true"]),
+    "no-flip-tta": ("no flip test-time augmentation", ["--model.flip_tta", "false"]),
+    "no-augment": ("no random flips in training (and no flip TTA)",
+                   ["--data.augment", "false", "--model.flip_tta", "false"]),
+    "no-label-smoothing": ("label smoothing 0 instead of 0.1", ["--model.label_smoothing", "0"]),
+    "adamw": ("AdamW (lr 3e-3) instead of Nesterov SGD", ["--model.optimizer", "adamw", "--model.lr", "0.003"]),
+    "batch-512": ("batch 512 instead of 256", ["--data.batch_size", "512"]),
+    "ema": ("+ EMA of the weights (decay 0.98)", ["--trainer.callbacks", EMA]),
+    "translate": ("+ random shifts of up to 2 pixels", ["--data.translate", "0.07", "--data.fill_mode", "constant"]),
+    "2-epochs": ("2 epochs instead of 3", ["--trainer.max_epochs", "2"]),
+    "4-epochs": ("4 epochs instead of 3", ["--trainer.max_epochs", "4"]),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per variant (42, 43, ...)")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--logdir", default="lightning_logs/speedrun_ablation")
+    parser.add_argument("--out", default=None, help="JSON record (default: docs/results/benchmarks/...; '-': none)")
+    return parser.parse_args(argv)
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logdir = Path(args.logdir).resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    started, load_start = time.time(), load_average()
+    records: list[RunRecord] = []
+    # Seeds outer, variants inner: a machine that slows down over the run slows every variant alike.
+    for seed in range(42, 42 + args.seeds):
+        for name in args.only:
+            version = f"{stamp}-seed{seed}"
+            record = RunRecord(name, RECIPE, seed, train_command(RECIPE, seed, logdir, name, version,
+                                                                 VARIANTS[name][1]), str(logdir / name / version))
+            run_timed(record, dict(os.environ))
+            status = (f"val {record.val_acc:.4f} test {record.test_acc:.4f}, process {record.process_seconds:.1f} s"
+                      if record.error is None else f"FAILED: {record.error}")
+            print(f"-- {name} seed {seed}: {status}; load {record.load_before[0]} -> {record.load_after[0]}",
+                  flush=True)
+            records.append(record)
+    rows = []
+    for name in args.only:
+        done = [r for r in records if r.label == name and r.error is None]
+        rows.append({"variant": name, "change": VARIANTS[name][0], "runs": len(done),
+                     "val_acc": _mean([r.val_acc for r in done]), "test_acc": _mean([r.test_acc for r in done]),
+                     "process_seconds": _mean([r.process_seconds for r in done]),
+                     "loop_seconds": _mean([r.loop_seconds for r in done])})
+    base = next((r for r in rows if r["variant"] == "recipe"), None)
+    print("\n| variant | change | runs | val acc | test acc | wall s | loop s | val vs recipe | wall vs recipe |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        if row["val_acc"] is None:
+            print(f"| {row['variant']} | {row['change']} | 0 | failed | | | | | |")
+            continue
+        d_val = "" if base is None or base["val_acc"] is None else f"{100 * (row['val_acc'] - base['val_acc']):+.2f}"
+        ratio = "" if base is None or not base["process_seconds"] else \
+            f"{row['process_seconds'] / base['process_seconds']:.2f}"
+        print(f"| {row['variant']} | {row['change']} | {row['runs']} | {100 * row['val_acc']:.2f}% | "
+              f"{100 * row['test_acc']:.2f}% | {row['process_seconds']:.1f} | {row['loop_seconds']:.1f} | "
+              f"{d_val} | {ratio} |")
+    print(f"load average: {load_start} at the start, {load_average()} at the end")
+    if args.out != "-":
+        out = Path(args.out) if args.out else ROOT / "docs" / "results" / "benchmarks" / \
+            f"speedrun_ablation-{time.strftime('%Y-%m-%d')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "benchmark": "speedrun_ablation", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(time.time() - started, 1), "machine": machine(), "load_average_start": load_start,
+            "load_average_end": load_average(), "rows": rows, "runs": [asdict(r) for r in records]}, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 1 if any(r.error for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

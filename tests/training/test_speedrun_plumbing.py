@@ -1,0 +1,172 @@
+"""The speedrun recipe through the shared stack (synthetic data): train, test, evaluate, Grad-CAM, predict,
+and the bookkeeping of ``benchmarks/time_to_accuracy.py``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from fmnist.cli import main as evaluate_main
+from fmnist.evaluation.predict import evaluate
+from fmnist.serialization import read_checkpoint
+from fmnist.training import fit
+from fmnist.training.api import Run
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
+
+
+def _benchmark():
+    """``benchmarks/time_to_accuracy.py`` as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", ROOT / "benchmarks" / "time_to_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def speedrun_run(synthetic_data_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """``configs/speedrun.yaml`` as shipped, for 2 of its 3 epochs, on the synthetic set (batch 64)."""
+    return fit("speedrun", seed=3, epochs=2, logdir=tmp_path_factory.mktemp("speedrun"),
+               overrides={"data.data_dir": synthetic_data_dir, "data.batch_size": 64, **QUIET})
+
+
+def test_recipe_trains_and_tests_its_last_epoch_through_the_stack(speedrun_run: Run) -> None:
+    metrics = speedrun_run.metrics
+    assert metrics["model"] == "speedrun" and metrics["epochs"] == 2 and metrics["n_train"] == 510
+    # No validation inside the fit (check_val_every_n_epoch > epochs), yet the last epoch is kept and scored.
+    assert metrics["best_epoch"] == 2 and metrics["val_acc"] is not None and metrics["test_acc"] > 0.5
+    config = yaml.safe_load((speedrun_run.dir / "config.yaml").read_text())
+    assert config["trainer"]["precision"] == "bf16-mixed" and config["model"]["flip_tta"] is True
+    state = read_checkpoint(speedrun_run.checkpoint)["state_dict"]
+    assert bool(state["model.features.stem.fitted"])  # the whitening stem was fitted and saved
+    assert state["model.features.stem.weight"].abs().sum() > 0
+
+
+def test_evaluator_rescores_the_checkpoint_in_fp32(speedrun_run: Run, synthetic_data_dir: str) -> None:
+    predictions = evaluate(speedrun_run, "fashion", "test", data_dir=synthetic_data_dir)
+    accuracy = float((predictions.probs.argmax(axis=1) == predictions.labels).mean())
+    # training tested under bf16 autocast, the evaluator runs fp32: the same model, a few borderline images apart
+    assert accuracy == pytest.approx(speedrun_run.metrics["test_acc"], abs=0.03)
+
+
+def test_report_gradcam_and_predict_commands_take_its_checkpoint(speedrun_run: Run, synthetic_data_dir: str,
+                                                                 tmp_path: Path) -> None:
+    run_dir = str(speedrun_run.dir)
+    assert evaluate_main([run_dir, "--data-dir", synthetic_data_dir, "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "metrics.json").is_file()
+    assert evaluate_main(["gradcam", run_dir, "--data-dir", synthetic_data_dir, "--out", str(tmp_path / "cam"),
+                          "--no-single"]) == 0
+    assert (tmp_path / "cam" / "gradcam_grid.png").stat().st_size > 1000
+    photo = Image.new("RGB", (160, 240), (235, 235, 230))
+    photo.paste((40, 40, 60), (55, 20, 105, 225))  # a dark, tall garment on a light background
+    photo.save(tmp_path / "trousers.png")
+    assert evaluate_main(["predict", run_dir, str(tmp_path / "trousers.png"), "--out", str(tmp_path / "pred")]) == 0
+    rows = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 2 and "trousers.png" in rows[1]
+
+
+# -- benchmarks/time_to_accuracy.py ----------------------------------------------------------------------------
+def test_benchmark_commands_name_the_recipe_seed_and_run_folder(tmp_path: Path) -> None:
+    bench = _benchmark()
+    cmd = bench.train_command("configs/speedrun-93.yaml", 44, tmp_path, "speedrun-93", "v-seed44",
+                              ["--data.data_dir", "/d"])
+    assert cmd[1:4] == [str(ROOT / "train.py"), "fit", "--config"] and cmd[4] == str(ROOT / "configs/speedrun-93.yaml")
+    assert cmd[cmd.index("--seed_everything") + 1] == "44" and cmd[-2:] == ["--data.data_dir", "/d"]
+    assert cmd[cmd.index("--trainer.logger.init_args.version") + 1] == "v-seed44"
+    assert "--checkpoint.save_top_k" not in cmd
+    baseline = bench.train_command("configs/deep.yaml", 42, tmp_path, "deep", "v", [], every_epoch_checkpoints=True)
+    assert baseline[baseline.index("--checkpoint.filename") + 1] == "{epoch:02d}"
+    args = bench.parse_args(["--threads", "1", "--set", "trainer.max_epochs=2"])
+    assert bench.extra_arguments(args) == ["--model.cpu_threads", "1", "--trainer.max_epochs", "2"]
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench.extra_arguments(bench.parse_args(["--set", "trainer.max_epochs"]))
+    for target, recipe in bench.RECIPES.items():
+        assert (ROOT / recipe).is_file(), target
+
+
+def test_benchmark_time_to_target_and_summary(tmp_path: Path) -> None:
+    bench = _benchmark()
+    run_dir = tmp_path / "deep" / "v"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for name in ("epoch=00.ckpt", "epoch=01.ckpt", "epoch=02.ckpt", "last.ckpt"):
+        (run_dir / "checkpoints" / name).write_bytes(b"")
+    deep = bench.RunRecord("deep", "configs/deep.yaml", 42, [], str(run_dir), process_seconds=100.0,
+                           epoch_seconds=[20.0, 20.0, 20.0], test_acc=0.915, loop_seconds=60.0, epochs=3)
+    accuracies = {"epoch=00.ckpt": 0.88, "epoch=01.ckpt": 0.912, "epoch=02.ckpt": 0.915}
+    deep.curve = bench.accuracy_curve(deep, lambda path: accuracies[path.name])
+    # stopped after epoch 2: 100 s minus the third epoch's 20 s
+    assert deep.curve == [{"epoch": 1, "test_acc": 0.88, "seconds": 60.0},
+                          {"epoch": 2, "test_acc": 0.912, "seconds": 80.0},
+                          {"epoch": 3, "test_acc": 0.915, "seconds": 100.0}]
+    assert bench.time_to_target(deep.curve, 0.91) == 80.0 and bench.time_to_target(deep.curve, 0.93) is None
+    runs = [bench.RunRecord("speedrun-91", "configs/speedrun.yaml", seed, [], "", process_seconds=seconds,
+                            loop_seconds=seconds - 10, fit_seconds=seconds - 5, test_acc=acc, epochs=3)
+            for seed, seconds, acc in ((42, 30.0, 0.912), (43, 34.0, 0.914))]
+    runs.append(bench.RunRecord("speedrun-91", "configs/speedrun.yaml", 44, [], "", error="exit 1"))
+    row = bench.summarize_target(91, runs, {"deep": [deep]})
+    assert row["seeds"] == [42, 43] and row["failed_seeds"] == [44] and row["reached"] is True
+    assert row["test_acc_mean"] == pytest.approx(0.913) and row["process_seconds_mean"] == pytest.approx(32.0)
+    assert row["baselines"]["deep"]["seconds_to_target"] == 80.0
+    assert row["baselines"]["deep"]["ratio"] == pytest.approx(32.0 / 80.0)
+    missed = bench.summarize_target(93, runs[:2], {"deep": [deep]})
+    assert missed["reached"] is False and missed["baselines"]["deep"]["seconds_to_target"] is None
+    text = bench.table([row, missed], ["deep"])
+    assert "| 91% | speedrun.yaml | 2 | 91.30 ± 0.14% | yes | 32.0 ± 2.8 | 22.0 | 80.0 | 0.400 |" in text
+    assert "not reached (best 91.50%)" in text
+
+
+def test_benchmark_end_to_end_on_synthetic_data(synthetic_data_dir: str, tmp_path: Path) -> None:
+    """One speedrun seed and one (2-epoch) deep baseline, each a real train.py process; the record is written."""
+    bench = _benchmark()
+    out = tmp_path / "record.json"
+    code = bench.main(["--targets", "91", "--seeds", "1", "--baselines", "deep", "--data-dir", synthetic_data_dir,
+                       "--set", "trainer.max_epochs=2", "--set", "data.batch_size=64",
+                       "--set", "trainer.limit_train_batches=3", "--set", "trainer.enable_model_summary=false",
+                       "--logdir", str(tmp_path / "runs"), "--out", str(out)])
+    assert code == 0
+    record = json.loads(out.read_text())
+    row = record["targets"][0]
+    assert row["target"] == 0.91 and row["seeds"] == [42] and row["failed_seeds"] == []
+    assert row["process_seconds_mean"] > row["loop_seconds_mean"] > 0
+    deep = next(r for r in record["runs"] if r["label"] == "deep")
+    assert [p["epoch"] for p in deep["curve"]] == [1, 2]
+    assert deep["curve"][-1]["seconds"] == pytest.approx(deep["process_seconds"])
+    assert len(record["load_average_start"]) == 3 and record["git_commit"]
+
+
+# -- benchmarks/speedrun_ablation.py ---------------------------------------------------------------------------
+def _ablation():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports time_to_accuracy as a sibling module
+    try:
+        spec = importlib.util.spec_from_file_location("speedrun_ablation", ROOT / "benchmarks" / "speedrun_ablation.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.mark.parametrize("variant", ["conv-stem", "no-bf16", "no-augment", "adamw", "ema", "translate"])
+def test_every_ablation_variant_is_a_valid_train_command(variant: str, capsys: pytest.CaptureFixture) -> None:
+    """Each variant's settings parse on top of the recipe (a typo would cost a 10-minute benchmark run)."""
+    from fmnist.training.cli import main as train_main
+
+    _, settings = _ablation().VARIANTS[variant]
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["fit", "--config", str(ROOT / "configs" / "speedrun.yaml"), *settings, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    where = {"conv-stem": lambda c: c["model"]["model_kwargs"], "no-bf16": lambda c: c["trainer"]["precision"],
+             "no-augment": lambda c: c["data"]["augment"], "adamw": lambda c: c["model"]["optimizer"],
+             "ema": lambda c: c["trainer"]["callbacks"][0]["class_path"], "translate": lambda c: c["data"]["translate"]}
+    expected = {"conv-stem": {"stem": "conv"}, "no-bf16": "32-true", "no-augment": False, "adamw": "adamw",
+                "ema": "fmnist.training.weight_averaging.BatchNormEMA", "translate": 0.07}
+    assert where[variant](printed) == expected[variant]
