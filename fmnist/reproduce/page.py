@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fmnist.interpret.report import html_section
 from fmnist.reproduce.experiments import EXPERIMENTS
 from fmnist.runs import machine_description, read_json
 from fmnist.studies import (
@@ -156,6 +157,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
                                          "study": PUBLISHED_MNIST_CROSS.get(model)})
         elif exp.kind == "gradcam":
             row["images"] = [str(p) for p in sorted((root / "gradcam").glob("*.png"))]
+            row["explain_checks"] = [str(p.parent) for p in sorted((root / "gradcam").glob("*/explain_check.json"))]
         if row.get("mean") is not None and row.get("study") is not None:
             row["diff"] = row["mean"] - row["study"]
             if abs(row["diff"]) > 0.01:
@@ -424,6 +426,9 @@ def html_page(data: dict[str, Any], prov: dict[str, Any]) -> str:
             encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt='{e(Path(path).stem)}' src='data:image/png;base64,{encoded}'>"
                          f"<figcaption>{e(Path(path).stem)}</figcaption></figure>")
+    for folder in (gradcam or {}).get("explain_checks", []):
+        summary = json.loads((Path(folder) / "explain_check.json").read_text())
+        parts.append(html_section(summary, Path(folder)))
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
              "padding:4px 8px;text-align:left}th{background:#f3f3f3}.budget{background:#fff4d6;padding:.6em;"

@@ -25,6 +25,7 @@ from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation.predict import predict_baseline, predict_checkpoint
 from fmnist.evaluation.report import write_report
+from fmnist.interpret.check import run_checks
 from fmnist.interpret.figures import explained_items, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
@@ -138,6 +139,10 @@ def _cross(ctx: Context, exp: Experiment) -> None:
         write_report(pred, out, name=f"{model} on MNIST", save_predictions=False)
 
 
+EXPLAIN_CHECK_IMAGES = 500  # explain-check on the first test images of each gallery's model (docs/gradcam.md)
+EXPLAIN_CHECK_SANITY = 50  # of them, re-explained at each randomisation step
+
+
 def _gradcam(ctx: Context, exp: Experiment) -> None:
     out = ctx.root / "gradcam"
     data = None
@@ -157,8 +162,11 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
         picked = images[torch.tensor(chosen)].unsqueeze(1)
         result = explain(trained, picked.float() / 255.0)
         items = explained_items(result, picked, trained.class_names, labels=[int(labels[i]) for i in chosen])
-        save_grid(items, path, per_row=3, title=f"{METHODS[result.method].title}: {model} ({ctx.budget.name} budget), most confident "
-                                                 f"right and wrong test image per class")
+        save_grid(items, path, per_row=3, title=f"{METHODS[result.method].title}: {model} ({ctx.budget.name} budget), "
+                                                 f"most confident right and wrong test image per class")
+        # Whether the maps can be trusted (blank, deletion, randomisation), for the results page.
+        run_checks(trained, images[:EXPLAIN_CHECK_IMAGES], labels[:EXPLAIN_CHECK_IMAGES],
+                   out / f"{model}-explain-check", sanity_n=EXPLAIN_CHECK_SANITY)
 
 
 # -- driver -------------------------------------------------------------------------------------------

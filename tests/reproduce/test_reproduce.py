@@ -76,6 +76,8 @@ def test_end_to_end_then_skips_finished_pieces(synthetic_data_dir: str, tmp_path
     assert "docs/results/tiny/gradcam_scratch.png" in text
     page = (tmp_path / "reports" / "tiny" / "index.html").read_text()
     assert page.count('class="plotly-graph-div"') >= 3 and "data:image/png;base64," in page
+    check = json.loads((root / "gradcam" / "scratch-explain-check" / "explain_check.json").read_text())
+    assert check["model"] == "scratch" and "<section class='explain-check'>" in page  # the maps' checks, on the page
     timings = json.loads((root / "results" / "timings.json").read_text())
     assert set(only) <= set(timings) and timings["scratch"]["seconds"] > 0
 
