@@ -108,7 +108,7 @@ def test_cli_fixed_must_be_key_equals_value(write_sweep, capsys: pytest.CaptureF
     assert "--fixed 'data.train_subset' must be KEY=VALUE" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["deep", "vggbn"])
+@pytest.mark.parametrize("name", ["deep", "vggbn", "speedrun"])
 def test_shipped_sweeps_load_and_start_from_the_shipped_config(name: str) -> None:
     spec = load_sweep(ROOT / "configs" / "sweeps" / f"{name}.yaml")
     shipped = load_config(ROOT / "configs" / f"{name}.yaml")
