@@ -19,6 +19,7 @@ from typing import Any
 
 from fmnist.interpret.report import html_section
 from fmnist.reproduce.experiments import EXPERIMENTS
+from fmnist.reproduce.html_check import PAGE_JS
 from fmnist.runs import machine_description, read_json
 from fmnist.studies import (
     ANCHOR,
@@ -309,21 +310,6 @@ def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> s
 
 
 # -- HTML ----------------------------------------------------------------------------------------------------
-PAGE_JS = """
-window.__errors = [];
-window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
-var __consoleError = console.error;
-console.error = function () { window.__errors.push(Array.from(arguments).join(' ')); __consoleError.apply(console, arguments); };
-window.addEventListener('load', function () {
-  setTimeout(function () {
-    var plots = document.querySelectorAll('.js-plotly-plot');
-    var drawn = Array.from(plots).filter(function (p) { return p.querySelector('svg.main-svg'); }).length;
-    document.body.setAttribute('data-charts', String(plots.length));
-    document.body.setAttribute('data-charts-drawn', String(drawn));
-    document.getElementById('js-errors').textContent = window.__errors.join('\\n');
-  }, 500);
-});
-"""
 
 
 def _figures(data: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -22,28 +22,12 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
+from fmnist.reproduce.html_check import PAGE_JS
 from fmnist.sweep.final import best_trial, write_atomic
 from fmnist.sweep.storage import display_url
 from fmnist.sweep.study import Sweep
 
 HTML_FILE, MARKDOWN_FILE, CSV_FILE = "report.html", "report.md", "trials.csv"
-# What fmnist.reproduce.html_check reads after the page's scripts ran: script errors, and on <body> how many plotly
-# charts the page holds (data-charts) and how many drew an SVG (data-charts-drawn). The results page stamps the same.
-PAGE_JS = """
-window.__errors = [];
-window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
-var __consoleError = console.error;
-console.error = function () { window.__errors.push(Array.from(arguments).join(' ')); __consoleError.apply(console, arguments); };
-window.addEventListener('load', function () {
-  setTimeout(function () {
-    var plots = document.querySelectorAll('.js-plotly-plot');
-    var drawn = Array.from(plots).filter(function (p) { return p.querySelector('svg.main-svg'); }).length;
-    document.body.setAttribute('data-charts', String(plots.length));
-    document.body.setAttribute('data-charts-drawn', String(drawn));
-    document.getElementById('js-errors').textContent = window.__errors.join('\\n');
-  }, 500);
-});
-"""
 
 
 def _seconds(trial: optuna.trial.FrozenTrial) -> float | None:
