@@ -57,11 +57,18 @@ class PatchWhitening(nn.Conv2d):
         self.weight.requires_grad_(False)
         self.eps = eps
         self.register_buffer("fitted", torch.tensor(False))
+        self._known_fitted = False  # `fitted` read once, not every step (on a GPU each read is a device sync)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not bool(self.fitted):
-            self.fit(x)
+        if self.training and not self._known_fitted:
+            if not bool(self.fitted):
+                self.fit(x)
+            self._known_fitted = True
         return super().forward(x)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 (torch's signature)
+        super()._load_from_state_dict(*args, **kwargs)
+        self._known_fitted = False  # the loaded `fitted` decides again
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:

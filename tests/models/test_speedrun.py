@@ -70,6 +70,11 @@ def test_fitted_stem_travels_with_the_state_dict() -> None:
     assert torch.allclose(trained(x), fresh(x))
     fresh.train()(_images(n=32, seed=5))  # a loaded, fitted stem is not refitted on new data
     assert torch.equal(fresh.features.stem.weight, trained.features.stem.weight)
+    # ... and a stem that has fitted once still obeys a later load: an unfitted state makes it fit again
+    fresh.load_state_dict(create_model("speedrun").state_dict())
+    assert not bool(fresh.features.stem.fitted)
+    fresh(_images(n=32, seed=5))
+    assert bool(fresh.features.stem.fitted) and fresh.features.stem.weight.abs().sum() > 0
 
 
 # -- the network -----------------------------------------------------------------------------------------
