@@ -17,25 +17,6 @@ from pathlib import Path
 
 from fmnist.errors import FmnistError
 
-# Stamped into every page we write (the results page, the sweep report): records script errors, and on <body>
-# how many plotly charts the page holds (data-charts) and how many drew an SVG (data-charts-drawn), which
-# render() reads back after the scripts ran.
-PAGE_JS = """
-window.__errors = [];
-window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
-var __consoleError = console.error;
-console.error = function () { window.__errors.push(Array.from(arguments).join(' ')); __consoleError.apply(console, arguments); };
-window.addEventListener('load', function () {
-  setTimeout(function () {
-    var plots = document.querySelectorAll('.js-plotly-plot');
-    var drawn = Array.from(plots).filter(function (p) { return p.querySelector('svg.main-svg'); }).length;
-    document.body.setAttribute('data-charts', String(plots.length));
-    document.body.setAttribute('data-charts-drawn', String(drawn));
-    document.getElementById('js-errors').textContent = window.__errors.join('\\n');
-  }, 500);
-});
-"""
-
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.interpret.report import html_section
+from fmnist.page_script import PAGE_JS
 from fmnist.reproduce.experiments import EXPERIMENTS
-from fmnist.reproduce.html_check import PAGE_JS
 from fmnist.runs import machine_description, read_json
 from fmnist.studies import (
     ANCHOR,

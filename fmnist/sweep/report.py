@@ -22,7 +22,7 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
-from fmnist.reproduce.html_check import PAGE_JS
+from fmnist.page_script import PAGE_JS
 from fmnist.sweep.final import best_trial, write_atomic
 from fmnist.sweep.storage import display_url
 from fmnist.sweep.study import Sweep

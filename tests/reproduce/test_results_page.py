@@ -93,7 +93,7 @@ def test_render_reports_script_errors(tmp_path: Path) -> None:
     """The check can fail: a page whose script throws is reported, not passed."""
     broken = tmp_path / "broken.html"
     page = (tmp_path / "ok.html")
-    from fmnist.reproduce.html_check import PAGE_JS
+    from fmnist.page_script import PAGE_JS
 
     page.write_text(f"<html><head><script>{PAGE_JS}</script></head><body><pre id='js-errors'></pre></body></html>")
     broken.write_text(f"<html><head><script>{PAGE_JS}</script><script>undefinedFunction();</script></head>"
