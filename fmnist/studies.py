@@ -27,6 +27,8 @@ STUDY_TEXT: dict[str, str] = {
     "lenet5": "study B: ~85% (preliminary tests)",
     "transfer": "study B: 86.9-89.1%",
     "resnet18": "study B: 88.1% (ImageNet weights)",
+    "resnet18-finetune": "study B: not run (frozen only)",
+    "resnet18-scratch": "study B: 88.1% with ImageNet weights (frozen)",
     "scratch-sgd": "study B: 93.9% (its own, inconsistent scale); 15/15 epochs vs Adam 4/15",
     "deep-no-bn-dropout": "study B: val 88.9% (vs 91.3% with BN + dropout)",
     "vggbn": "ours; goal >= 93.5%",
@@ -49,6 +51,8 @@ ANCHOR: dict[str, tuple[float, str]] = {
     "deep": (0.934, "2 Conv + pooling + BN"),
     "lenet5": (0.9018, "LeNet-5 (study B's table)"),
     "resnet18": (0.949, "ResNet18 + augmentation (its submitter's repo: 92.0%)"),
+    "resnet18-finetune": (0.949, "ResNet18 + augmentation (its submitter's repo: 92.0%)"),
+    "resnet18-scratch": (0.949, "ResNet18 + augmentation (its submitter's repo: 92.0%)"),
     "vggbn": (0.934, "2 Conv + pooling + BN"),
 }
 BENCHMARK_TEXT = {"logreg": "LogisticRegression", "svm": "SVC(C=10)", "rf": "RandomForest", "knn": "KNeighbors",

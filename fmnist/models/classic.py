@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from torch import nn
+from torchvision.models import ResNet18_Weights
+from torchvision.models import resnet18 as tv_resnet18
 
 from fmnist.errors import FmnistError
 from fmnist.models.base import FeatureClassifier
@@ -34,24 +36,45 @@ def _no_inplace(module: nn.Module) -> nn.Module:
     return module
 
 
+IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
+
+
+def imagenet_weights_problem() -> str | None:
+    """Why ResNet18's ImageNet weights cannot be had on this machine, or None when they load.
+
+    The reproduce command asks before it trains a pretrained row, so an offline machine skips those rows with
+    this sentence instead of failing or, worse, training something else under their name.
+    """
+    try:
+        IMAGENET_WEIGHTS.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # offline: URLError; a partial download: a hash mismatch
+        return (f"torchvision's ImageNet weights for ResNet18 could not be loaded ({type(exc).__name__}: {exc}); "
+                f"they need network access once (then torch's cache in ~/.cache/torch/hub/checkpoints)")
+    return None
+
+
 @register_model("resnet18", source="study B", input_size=32, channels=3, target_layer="features.layer1",
                 description="torchvision ResNet18 on 32x32 RGB (upscaled, grey replicated); GAP + dense 10")
-def resnet18(num_classes: int = 10, pretrained: bool = False, freeze_backbone: bool = True) -> nn.Module:
-    """``pretrained=True`` loads ImageNet weights (needs the download or torch's cache).
+def resnet18(num_classes: int = 10, pretrained: bool = False, freeze_backbone: bool = False) -> nn.Module:
+    """ResNet18 three ways: study B's frozen ImageNet backbone (``pretrained=True, freeze_backbone=True``), the
+    same weights fine-tuned (``pretrained=True``), or trained from scratch (the default, which runs offline).
+
+    A frozen *random* backbone (``pretrained=False, freeze_backbone=True``) is refused: only the head would learn,
+    which measures nothing a ResNet18 experiment is about.
 
     At 32x32 the ImageNet stem leaves 8x8 after ``layer1``, then 4x4, 2x2 and 1x1, so explanations use ``layer1``
     (the last grid of at least 7x7, fmnist.interpret.layers).
     """
-    from torchvision.models import ResNet18_Weights
-    from torchvision.models import resnet18 as tv_resnet18
-
-    weights = ResNet18_Weights.IMAGENET1K_V1 if pretrained else None
+    if freeze_backbone and not pretrained:
+        raise FmnistError("resnet18: freeze_backbone=true needs pretrained=true (a frozen random backbone leaves only "
+                          "the 5,130-parameter head to learn); set both, or neither to train it from scratch.")
     try:
-        backbone = tv_resnet18(weights=weights)
+        backbone = tv_resnet18(weights=IMAGENET_WEIGHTS if pretrained else None)
     except Exception as exc:  # offline: URLError, or a partial download
         raise FmnistError(
             f"Could not load ImageNet weights for resnet18 ({type(exc).__name__}: {exc}); this needs network "
-            f"access once (torch caches them in ~/.cache/torch/hub/checkpoints), or use --model.pretrained false."
+            f"access once (torch caches them in ~/.cache/torch/hub/checkpoints), or train it from scratch with "
+            f"--model.model_kwargs '{{\"pretrained\": false, \"freeze_backbone\": false}}'."
         ) from None
     _no_inplace(backbone)
     features = nn.Sequential(OrderedDict(

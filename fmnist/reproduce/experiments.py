@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import Any
 
 from fmnist.baselines import BASELINE_NAMES
 from fmnist.errors import FmnistError
+from fmnist.models.classic import imagenet_weights_problem
 
 DEFAULT_ROOT = Path("runs") / "reproduce"
+NOT_RUN_FILE = "not_run.json"  # under <root>/results: pieces this machine cannot run, with the reason
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Experiment:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # dotted settings on top of the model's config
     optimizer: str | None = None
     needs: tuple[str, ...] = ()
+    # Why this piece cannot run on this machine (None: it can), asked just before it would train.
+    unavailable: Callable[[], str | None] | None = None
 
     def describe(self) -> str:
         """What this piece changes on the model's own recipe, for the log."""
@@ -72,7 +77,16 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("cnn1", "train", "Study B: CNN-1 (no pooling)", "Study B CNNs", "cnn1"),
     Experiment("lenet5", "train", "LeNet-5", "Study B CNNs", "lenet5"),
     Experiment("transfer", "train", "Study B: transfer from MNIST (frozen base)", "Study B CNNs", "transfer"),
-    Experiment("resnet18", "train", "Study B: ResNet18 32x32, frozen backbone", "Study B CNNs", "resnet18"),
+    Experiment("resnet18", "train", "Study B: ResNet18 32x32, ImageNet weights, frozen backbone", "Study B CNNs",
+               "resnet18", overrides={"model.model_kwargs": {"pretrained": True, "freeze_backbone": True}},
+               unavailable=imagenet_weights_problem),
+    Experiment("resnet18-finetune", "train", "ResNet18 32x32, ImageNet weights, whole network fine-tuned",
+               "Study B CNNs", "resnet18",
+               overrides={"model.model_kwargs": {"pretrained": True, "freeze_backbone": False}},
+               unavailable=imagenet_weights_problem),
+    Experiment("resnet18-scratch", "train", "ResNet18 32x32 from scratch (no ImageNet weights), whole network",
+               "Study B CNNs", "resnet18",
+               overrides={"model.model_kwargs": {"pretrained": False, "freeze_backbone": False}}),
     Experiment("scratch-sgd", "train", "Adam vs SGD: scratch with SGD (lr 0.01, momentum 0.9)", "Ablations",
                "scratch", optimizer="sgd"),
     Experiment("deep-no-bn-dropout", "train", "Ablation: deep without BatchNorm and dropout", "Ablations", "deep",
@@ -118,3 +132,9 @@ def get_budget(name: str) -> Budget:
     if name not in BUDGETS:
         raise FmnistError(f"--budget must be one of {', '.join(BUDGETS)}, got {name!r}.")
     return BUDGETS[name]
+
+
+def load_not_run(root: Path) -> dict[str, str]:
+    """Pieces this machine cannot run (say, ImageNet weights offline), each with its reason: the page says so."""
+    path = root / "results" / NOT_RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

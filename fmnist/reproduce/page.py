@@ -19,7 +19,7 @@ from typing import Any
 
 from fmnist.interpret.report import html_section
 from fmnist.page_script import PAGE_JS
-from fmnist.reproduce.experiments import EXPERIMENTS
+from fmnist.reproduce.experiments import EXPERIMENTS, load_not_run
 from fmnist.runs import machine_description, read_json
 from fmnist.studies import (
     ANCHOR,
@@ -39,8 +39,10 @@ WHY: dict[str, str] = {
            "early on validation loss (patience 3) and averages seeds.",
     "lenet5": "Study B's ~85% comes from unreported 'preliminary tests'; ours trains LeNet-5 with the full recipe "
               "(the literature's 90.18% is the better yardstick).",
-    "resnet18": "Study B froze an ImageNet-pretrained backbone; these machines cannot download the weights, so "
-                "ours freezes a randomly initialised one and only the 5,130-parameter head learns.",
+    "resnet18": "Same protocol (frozen ImageNet backbone, new head, 15 epochs), but torchvision's weights and "
+                "our input scaling (the dataset's grey mean/std, not ImageNet's per-channel statistics).",
+    "resnet18-scratch": "Not study B's experiment: no ImageNet weights here, so the whole network trains from "
+                        "random weights with study B's recipe (Adam, 15 epochs, no augmentation).",
     "scratch-sgd": "Study B's 93.9% is on the report's inconsistent scale (its Adam 'test' 96.9% is a validation "
                    "figure, per SPEC.md); the comparable claim is the epochs run (SGD 15/15, Adam stops early).",
     "transfer": "Frozen MNIST features transfer poorly to clothing; study B's 86.9-89.1% spread shows how much "
@@ -105,9 +107,11 @@ def study_figures(exp: Any) -> tuple[float | None, str, tuple[float, str] | None
 def collect(root: Path, budget: Any) -> dict[str, Any]:
 
     rows, curves, reports = [], {}, {}
+    not_run = load_not_run(root)
     for exp in EXPERIMENTS:
         row: dict[str, Any] = {"name": exp.name, "title": exp.title, "group": exp.group, "kind": exp.kind,
-                               "metric": "val" if exp.name == "deep-no-bn-dropout" else "test"}
+                               "metric": "val" if exp.name == "deep-no-bn-dropout" else "test",
+                               "not_run": not_run.get(exp.name)}
         study, study_text, anchor = study_figures(exp)
         row.update(study=study, study_text=study_text, anchor=anchor[0] if anchor else None,
                    anchor_text=anchor[1] if anchor else "")
@@ -267,6 +271,9 @@ def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> s
     for r in _experiment_rows(rows):
         params = f"{r['params']:,}" if isinstance(r.get("params"), int) else "—"
         lines.append("| " + " | ".join([*experiment_cells(r), params]) + " |")
+    if skipped := [r for r in rows if r.get("not_run") and not r.get("n")]:
+        lines += ["", "### Not run on this machine", ""]
+        lines += [f"- **{r['title']}**: {r['not_run']}." for r in skipped]
     whys = [r for r in rows if r.get("why")]
     if whys:
         lines += ["", "### Where ours differs from a study by more than 1 point", ""]
@@ -378,7 +385,9 @@ def html_page(data: dict[str, Any], prov: dict[str, Any]) -> str:
              f"<li>Time: {_seconds(prov['total_seconds'])}; page written {e(prov['written'])}</li></ul>"]
     body = []
     for r in _experiment_rows(rows):
-        body.append([*experiment_cells(r, escape=e), e(r.get("why", ""))])
+        note = r.get("why") or (f"not run on this machine: {r['not_run']}" if r.get("not_run") and not r.get("n")
+                                else "")
+        body.append([*experiment_cells(r, escape=e), e(note)])
     parts += ["<h2>Every experiment next to the studies</h2>",
               _table(["experiment", "ours", "n", "study", "published anchor", "epochs", "s/epoch",
                       "why it differs (> 1 point)"], body)]

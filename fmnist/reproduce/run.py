@@ -36,10 +36,12 @@ from fmnist.reproduce.experiments import (
     DEFAULT_ROOT,
     EXPERIMENTS,
     GROUP_ALIASES,
+    NOT_RUN_FILE,
     Budget,
     Context,
     Experiment,
     get_budget,
+    load_not_run,
 )
 from fmnist.reproduce.page import write_results
 from fmnist.runs import git_commit, machine_description
@@ -190,7 +192,25 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(var, "0")) == 0 for var in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def run_experiment(ctx: Context, exp: Experiment) -> None:
+def _record_not_run(ctx: Context, exp: Experiment, reason: str | None) -> None:
+    not_run = load_not_run(ctx.root)
+    if reason is None:
+        not_run.pop(exp.name, None)
+    else:
+        not_run[exp.name] = reason
+    ctx.results_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.results_dir / NOT_RUN_FILE).write_text(json.dumps(not_run, indent=2) + "\n")
+
+
+def run_experiment(ctx: Context, exp: Experiment) -> bool:
+    """Run (or resume) one piece; False when this machine cannot run it (the reason is recorded for the page)."""
+    if exp.unavailable is not None:
+        reason = exp.unavailable()
+        if is_rank_zero():
+            _record_not_run(ctx, exp, reason)
+        if reason:
+            ctx.log(f"  {exp.name}: not run on this machine: {reason}.")
+            return False
     if exp.kind == "train":
         for seed in ctx.budget.seeds:
             _train(ctx, exp, seed)
@@ -199,7 +219,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> None:
     elif exp.kind == "cv":
         _cv(ctx, exp)
     elif not is_rank_zero():  # every process takes part in DDP training; the rest is rank 0's
-        return
+        return True
     elif exp.kind == "baseline":
         _baseline(ctx, exp)
     elif exp.kind == "cross":
@@ -208,6 +228,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> None:
         _gradcam(ctx, exp)
     else:  # pragma: no cover - the table above is the only source of kinds
         raise ValueError(exp.kind)
+    return True
 
 
 def load_timings(root: Path) -> dict[str, Any]:
@@ -253,9 +274,9 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
     for exp in select(only):
         log(f"[{spec.name}] {exp.name}: {exp.title}")
         started = time.perf_counter()
-        run_experiment(ctx, exp)
+        ran = run_experiment(ctx, exp)
         seconds = time.perf_counter() - started
-        if not is_rank_zero():
+        if not ran or not is_rank_zero():
             continue
         # Re-read before writing: another invocation (say --only vggbn beside --only deep) may have saved since.
         ctx.timings = load_timings(ctx.root)

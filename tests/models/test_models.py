@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from fmnist.errors import FmnistError
-from fmnist.models import count_parameters, count_parameters_keras, create_model, get_spec, list_models
+from fmnist.models import (
+    classic,
+    count_parameters,
+    count_parameters_keras,
+    create_model,
+    get_spec,
+    list_models,
+)
 
 # name -> (trainable parameters, Keras "Total params" = all weights + BatchNorm running mean/var)
 EXPECTED_PARAMS = {
@@ -19,7 +27,7 @@ EXPECTED_PARAMS = {
     "cnn3": (94_154, 94_346),
     "cnn1": (4_738_826, 4_738_826),
     "lenet5": (61_706, 61_706),
-    "resnet18": (5_130, 11_191_242),  # frozen backbone: only the new 512->10 head trains
+    "resnet18": (11_181_642, 11_191_242),  # from scratch, whole network (frozen ImageNet backbone: 5,130)
     "transfer": (206_218, 225_034),  # frozen scratch conv base (18,816) + new dense head
     "vggbn": (595_626, 597_034),  # our recipe (conv biases dropped: BatchNorm follows every conv)
     "speedrun": (57_042, 57_540),  # issue 14: + the frozen whitening stem (162) and BatchNorm statistics (336)
@@ -85,12 +93,29 @@ def test_transfer_base_errors_are_clear(tmp_path) -> None:
         create_model("transfer", base_checkpoint=str(tmp_path / "wrong.ckpt"))
 
 
-def test_resnet18_frozen_backbone_keeps_batchnorm_statistics() -> None:
-    model = create_model("resnet18", pretrained=False, freeze_backbone=True)
+def test_resnet18_frozen_backbone_keeps_batchnorm_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Study B's protocol freezes ImageNet weights; offline the same network with random weights stands in for them.
+    monkeypatch.setattr("fmnist.models.classic.tv_resnet18", lambda weights=None: torchvision.models.resnet18())
+    model = create_model("resnet18", pretrained=True, freeze_backbone=True)
+    assert count_parameters(model) == 5_130  # only the new 512->10 head trains
     model.train()
     assert not model.features.training and model.classifier.training
     before = model.features.bn1.running_mean.clone()
     model(torch.rand(4, 3, 32, 32) * 5)
     assert torch.equal(before, model.features.bn1.running_mean)
-    trainable = create_model("resnet18", pretrained=False, freeze_backbone=False)
-    assert count_parameters(trainable) == 11_181_642
+
+
+def test_resnet18_refuses_a_frozen_random_backbone() -> None:
+    with pytest.raises(FmnistError, match="freeze_backbone=true needs pretrained=true"):
+        create_model("resnet18", pretrained=False, freeze_backbone=True)
+
+
+def test_resnet18_weights_offline_is_one_sentence_and_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("no network (test)")
+
+    monkeypatch.setattr(classic.IMAGENET_WEIGHTS.__class__, "get_state_dict", offline)
+    with pytest.raises(FmnistError, match="Could not load ImageNet weights for resnet18 .*pretrained"):
+        create_model("resnet18", pretrained=True)
+    reason = classic.imagenet_weights_problem()
+    assert reason is not None and "no network (test)" in reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ def test_every_piece_the_issue_lists_is_an_experiment() -> None:
     names = {e.name for e in EXPERIMENTS}
     for model in ("resnet", "cnn", "scratch", "deep", "cnn1", "lenet5", "transfer", "resnet18", "vggbn"):
         assert model in names
+    assert {"resnet18-finetune", "resnet18-scratch"} <= names  # issue 20: the ResNet18 experiment three ways
     assert {"scratch-sgd", "deep-no-bn-dropout", "cv-scratch", "cv-deep", "mnist-cross", "gradcam"} <= names
     assert {f"baseline-{b}" for b in ("logreg", "svm", "rf", "knn", "mlp")} <= names
     assert [e.name for e in select(["baselines"])] == [f"baseline-{b}" for b in ("logreg", "svm", "rf", "knn", "mlp")]
@@ -152,3 +154,28 @@ def test_page_counts_every_finished_seed_after_a_seeds_run(tmp_path: Path, monke
     md = reproduce(two, only=["deep"], seeds=[8], root=root, repo=tmp_path, log=lambda _: None)
     row = next(line for line in md.read_text().splitlines() if line.startswith("| Study B: deep (= CNN-3)"))
     assert "| 91.00% ± 1.41 | 2 |" in row, row
+
+
+def test_a_piece_this_machine_cannot_run_is_skipped_and_named_on_the_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, the ImageNet rows are not trained (nor anything else under their name); the page says why."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    calls: list[str] = []
+
+    def refuse() -> str:
+        calls.append("asked")
+        return "weights unreachable (test)"
+
+    pretrained = next(e for e in EXPERIMENTS if e.name == "resnet18")
+    assert pretrained.unavailable is not None and pretrained.overrides["model.model_kwargs"]["pretrained"] is True
+    monkeypatch.setattr("fmnist.reproduce.run.fit", lambda *a, **k: pytest.fail("must not train"))
+    monkeypatch.setattr("fmnist.reproduce.run.EXPERIMENTS", tuple(
+        dataclasses.replace(e, unavailable=refuse) if e is pretrained else e for e in EXPERIMENTS))
+    md = reproduce(TINY, only=["resnet18"], root=root, repo=tmp_path, log=lambda _: None)
+    assert calls == ["asked"]
+    text = md.read_text()
+    assert "### Not run on this machine" in text
+    assert "- **Study B: ResNet18 32x32, ImageNet weights, frozen backbone**: weights unreachable (test)." in text
+    assert not (root / "results" / "timings.json").exists()  # a piece that did not run has no time
+    assert "not run on this machine: weights unreachable (test)" in (tmp_path / "reports" / "tiny" / "index.html").read_text()
