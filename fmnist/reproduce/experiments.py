@@ -56,12 +56,15 @@ class Experiment:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # dotted settings on top of the model's config
     optimizer: str | None = None
     needs: tuple[str, ...] = ()
+    # configs/<config>.yaml instead of the model's own (a study's recipe kept as an ablation of ours).
+    config: str | None = None
     # Why this piece cannot run on this machine (None: it can), asked just before it would train.
     unavailable: Callable[[], str | None] | None = None
 
     def describe(self) -> str:
         """What this piece changes on the model's own recipe, for the log."""
-        parts = [f"optimizer {self.optimizer}"] if self.optimizer else []
+        parts = [f"configs/{self.config}.yaml"] if self.config else []
+        parts += [f"optimizer {self.optimizer}"] if self.optimizer else []
         parts += [f"{key}={value}" for key, value in self.overrides.items()]
         return ", ".join(parts)
 
@@ -71,8 +74,8 @@ GRADCAM_MODELS = ("deep", "scratch", "resnet", "vggbn")
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("resnet", "train", "Study A: small ResNet", "Study A CNNs", "resnet"),
-    Experiment("cnn", "train", "Study A: 3-conv CNN", "Study A CNNs", "cnn"),
-    Experiment("scratch", "train", "Study B: scratch (= CNN-2), Adam", "Study B CNNs", "scratch"),
+    Experiment("cnn", "train", "Study A: 3-conv CNN, deep's recipe", "Study A CNNs", "cnn"),
+    Experiment("scratch", "train", "Study B: scratch (= CNN-2), deep's recipe", "Study B CNNs", "scratch"),
     Experiment("deep", "train", "Study B: deep (= CNN-3), BatchNorm + dropout", "Study B CNNs", "deep"),
     Experiment("cnn1", "train", "Study B: CNN-1 (no pooling)", "Study B CNNs", "cnn1"),
     Experiment("lenet5", "train", "LeNet-5", "Study B CNNs", "lenet5"),
@@ -87,14 +90,19 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("resnet18-scratch", "train", "ResNet18 32x32 from scratch (no ImageNet weights), whole network",
                "Study B CNNs", "resnet18",
                overrides={"model.model_kwargs": {"pretrained": False, "freeze_backbone": False}}),
+    Experiment("cnn-study-a", "train", "Study A's recipe as published: 3-conv CNN, 10 epochs", "Ablations", "cnn",
+               config="cnn-study-a"),
+    Experiment("scratch-study-b", "train", "Study B's recipe as published: scratch, augmentation + Shirt x2",
+               "Ablations", "scratch", config="cnn2"),
     Experiment("scratch-sgd", "train", "Adam vs SGD: scratch with SGD (lr 0.01, momentum 0.9)", "Ablations",
-               "scratch", optimizer="sgd"),
+               "scratch", optimizer="sgd", config="cnn2"),
     Experiment("deep-no-bn-dropout", "train", "Ablation: deep without BatchNorm and dropout", "Ablations", "deep",
                overrides={"model.model_kwargs": {"batchnorm": False, "dropout": 0.0}}),
     Experiment("deep-shirt-weight", "train", "Class weight: deep with study B's Shirt x2", "Ablations", "deep",
                overrides={"model.class_weights": {6: 2.0}}),
     Experiment("vggbn", "train", "Ours: VGG-style CNN with BatchNorm (our recipe)", "Beyond the studies", "vggbn"),
-    Experiment("cv-scratch", "cv", "3-fold CV: scratch", "Cross-validation", "scratch"),
+    Experiment("cv-scratch", "cv", "3-fold CV: scratch (study B's recipe)", "Cross-validation", "scratch",
+               config="cnn2"),
     Experiment("cv-deep", "cv", "3-fold CV: deep", "Cross-validation", "deep"),
     *(Experiment(f"baseline-{b}", "baseline", f"Baseline: {b}", "Baselines", b)
       for b in BASELINE_NAMES),

@@ -45,7 +45,7 @@ from fmnist.reproduce.experiments import (
 )
 from fmnist.reproduce.page import write_results
 from fmnist.runs import git_commit, machine_description
-from fmnist.training.api import fit, resolve_config
+from fmnist.training.api import CONFIG_DIR, fit, resolve_config
 from fmnist.training.checkpoints import load_trained
 from fmnist.training.cv import run_cv
 
@@ -61,6 +61,11 @@ def _common_overrides(ctx: Context) -> dict[str, Any]:
     return overrides
 
 
+def _config_path(exp: Experiment) -> Path | None:
+    """The recipe a piece trains with: its own config (a study's, kept as an ablation) or, by default, the model's."""
+    return CONFIG_DIR / f"{exp.config}.yaml" if exp.config else None
+
+
 def _train(ctx: Context, exp: Experiment, seed: int) -> None:
     run_dir = ctx.run_dir(exp.name, seed)
     if (run_dir / "metrics.json").is_file():
@@ -73,7 +78,8 @@ def _train(ctx: Context, exp: Experiment, seed: int) -> None:
         shutil.rmtree(run_dir)  # started but no checkpoint yet: start clean
     ctx.log(f"  {exp.name} seed {seed}: training {exp.model}" + (f" ({exp.describe()})" if exp.describe() else ""))
     try:
-        fit(exp.model, overrides={**_common_overrides(ctx), **exp.overrides}, optimizer=exp.optimizer, seed=seed,
+        fit(exp.model, config=_config_path(exp), overrides={**_common_overrides(ctx), **exp.overrides},
+            optimizer=exp.optimizer, seed=seed,
             epochs=ctx.budget.epochs, gpus=ctx.gpus, logdir=ctx.root, name=ctx.run_name(exp.name, seed),
             version="version_0", resume=resume)
     except FmnistError as exc:
@@ -108,7 +114,7 @@ def _cv(ctx: Context, exp: Experiment) -> None:
         ctx.log(f"  {exp.name}: done already ({cv_file})")
         return
     ctx.log(f"  {exp.name}: 3-fold CV of {exp.model}, up to {ctx.budget.cv_epochs} epochs")
-    cfg = resolve_config(exp.model, overrides={**_common_overrides(ctx), **exp.overrides,
+    cfg = resolve_config(exp.model, config=_config_path(exp), overrides={**_common_overrides(ctx), **exp.overrides,
                                                "early_stopping.patience": ctx.budget.cv_patience},
                          optimizer=exp.optimizer, seed=ctx.budget.seeds[0], epochs=ctx.budget.cv_epochs,
                          gpus=ctx.gpus, logdir=ctx.root, name=exp.name)

@@ -12,7 +12,8 @@ import pytest
 from fmnist.errors import FmnistError
 from fmnist.reproduce import BUDGETS, EXPERIMENTS, Budget, reproduce
 from fmnist.reproduce.__main__ import cli_main
-from fmnist.reproduce.run import select
+from fmnist.reproduce.run import _config_path, select
+from fmnist.training.api import resolve_config
 
 TINY = Budget("tiny", "TINY test budget: synthetic data, 1 epoch.", epochs=1, train_subset=None, seeds=(7,),
               cv_epochs=1, cv_patience=8, baseline_subset=200, results_md="RESULTS-tiny.md",
@@ -179,3 +180,18 @@ def test_a_piece_this_machine_cannot_run_is_skipped_and_named_on_the_page(
     assert "- **Study B: ResNet18 32x32, ImageNet weights, frozen backbone**: weights unreachable (test)." in text
     assert not (root / "results" / "timings.json").exists()  # a piece that did not run has no time
     assert "not run on this machine: weights unreachable (test)" in (tmp_path / "reports" / "tiny" / "index.html").read_text()
+
+
+def test_study_recipes_stay_as_named_ablations_of_ours() -> None:
+    """Issue 20: `scratch` and `cnn` ship our recipe; the studies' own recipes stay runnable, unchanged, beside them."""
+    def recipe(name: str) -> dict:
+        exp = next(e for e in EXPERIMENTS if e.name == name)
+        return resolve_config(exp.model, config=_config_path(exp), overrides=exp.overrides, optimizer=exp.optimizer)
+
+    ours, study_b = recipe("scratch"), recipe("scratch-study-b")
+    assert ours["model"]["model_name"] == study_b["model"]["model_name"] == "scratch"
+    assert (study_b["data"]["augment"], study_b["model"]["class_weights"], study_b["trainer"]["max_epochs"]) == \
+        (True, {6: 2.0}, 15)
+    assert ours["data"]["augment"] is False and ours["model"]["label_smoothing"] == 0.1
+    assert recipe("scratch-sgd")["data"]["augment"] is True  # Adam vs SGD stays study B's comparison
+    assert recipe("cnn-study-a")["trainer"]["max_epochs"] == 10 and recipe("cnn-study-a")["model"]["model_name"] == "cnn"
