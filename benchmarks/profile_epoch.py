@@ -11,6 +11,8 @@ Trains a recipe (default ``configs/speedrun.yaml``) for ``--epochs`` epochs thro
 
     python benchmarks/profile_epoch.py                          # the 91% recipe, 2 epochs, profile the 2nd
     python benchmarks/profile_epoch.py --config configs/deep.yaml --epochs 1
+    python benchmarks/profile_epoch.py --config configs/deep.yaml --set trainer.callbacks=null \\
+        --set model.label_smoothing=0 --set trainer.precision=bf16-mixed     # study B's plain recipe, in bf16
 
 Prints two Markdown tables; ``--out`` writes them with the raw numbers as JSON.
 """
@@ -27,6 +29,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,15 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--logdir", default="lightning_logs/profile_epoch")
     parser.add_argument("--out", default=None, help="JSON with the tables' numbers")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dotted config setting, VALUE read as YAML (e.g. trainer.precision=bf16-mixed, "
+                             "trainer.callbacks=null); repeatable")
     args = parser.parse_args(argv)
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        settings[key] = yaml.safe_load(value)
     profiler = EpochProfiler()
     fit(config=ROOT / args.config, seed=args.seed, epochs=args.epochs, logdir=args.logdir, callbacks=[profiler],
-        overrides={"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False})
+        overrides={"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False, **settings})
     text = markdown(profiler)
-    print(f"\n{args.config}, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{text}")
+    print(f"\n{args.config} {settings or ''}, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{text}")
     if args.out:
         Path(args.out).write_text(json.dumps({
-            "config": args.config, "epoch_seconds": profiler.epoch_seconds, "steps": profiler.steps,
+            "config": args.config, "settings": settings, "epoch_seconds": profiler.epoch_seconds, "steps": profiler.steps,
             "phases": dict(profiler.phase_seconds), "operators": dict(profiler.operators),
             "other_operators": profiler.unsorted, "markdown": text},
             indent=2) + "\n")
