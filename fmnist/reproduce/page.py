@@ -43,8 +43,6 @@ WHY: dict[str, str] = {
               "(the literature's 90.18% is the better yardstick).",
     "resnet18": "Same protocol (frozen ImageNet backbone, new head, 15 epochs), but torchvision's weights and "
                 "our input scaling (the dataset's grey mean/std, not ImageNet's per-channel statistics).",
-    "resnet18-scratch": "Not study B's experiment: no ImageNet weights here, so the whole network trains from "
-                        "random weights with study B's recipe (Adam, 15 epochs, no augmentation).",
     "scratch-sgd": "Study B's 93.9% is on the report's inconsistent scale (its Adam 'test' 96.9% is a validation "
                    "figure, per SPEC.md); the comparable claim is the epochs run (SGD 15/15, Adam stops early).",
     "transfer": "Frozen MNIST features transfer poorly to clothing; study B's 86.9-89.1% spread shows how much "
