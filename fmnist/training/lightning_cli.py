@@ -48,6 +48,7 @@ class FmnistCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         quiet_known_noise()
         self.fit_started: float | None = None
+        self.fit_commit: str | None = None  # the code this process trains with, read before training starts
         self.metrics: dict[str, Any] | None = None
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -166,12 +167,13 @@ class FmnistCLI(LightningCLI):
     # -- fit, then test the best checkpoint ---------------------------------------------------------
     def before_fit(self) -> None:
         self.fit_started = time.perf_counter()
+        self.fit_commit = git_commit()  # not at the end: commits may land in the working tree while it trains
 
     def after_fit(self) -> None:
         if self.trainer.interrupted or not self.config[self.subcommand].get("test_after_fit", True):
             return
         self.metrics = finish_run(self.trainer, self.model, self.datamodule, self.fit_started,
-                                  seed=self.config[self.subcommand].get("seed_everything"))
+                                  seed=self.config[self.subcommand].get("seed_everything"), commit=self.fit_commit)
 
 
 def _check_writable(folder: Path) -> None:
@@ -205,8 +207,11 @@ def _logger_init_args(logger: Any) -> dict | None:
 
 
 def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDataModule,
-               started: float | None, seed: int | None) -> dict[str, Any]:
-    """Validate and test the best checkpoint; write ``metrics.json`` to the run folder (rank 0)."""
+               started: float | None, seed: int | None, commit: str | None = None) -> dict[str, Any]:
+    """Validate and test the best checkpoint; write ``metrics.json`` to the run folder (rank 0).
+
+    ``commit`` is the code the run trained with (read when fit started); None reads it now.
+    """
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if isinstance(callback, ModelCheckpoint) and callback.best_model_path else None
     epochs_run = trainer.current_epoch
@@ -255,7 +260,7 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
         "lightning_version": L.__version__,
         "python_version": platform.python_version(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "git_commit": git_commit(),
+        "git_commit": commit if commit is not None else git_commit(),
         "data_source": datamodule.data_source,  # folder, why that one, each file's path + sha256
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -115,6 +115,17 @@ def test_every_model_fast_dev_run(name: str, synthetic_data_dir: str, tmp_path: 
         assert (tmp_path / "mnist_pretrain" / "base.ckpt").is_file()
 
 
+def test_metrics_json_names_the_commit_the_run_started_with(synthetic_data_dir: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits that land while a long run trains must not be credited with its result."""
+    def head_now() -> str:  # what `git rev-parse HEAD` says: a new commit once the first epoch has ended
+        return "landed-later" if any(tmp_path.rglob("last.ckpt")) else "started-at"
+
+    monkeypatch.setattr("fmnist.training.lightning_cli.git_commit", head_now)
+    assert main(["--model", "scratch", *tiny(synthetic_data_dir, tmp_path)]) == 0
+    assert metrics_of(tmp_path, "scratch")["git_commit"] == "started-at"
+
+
 def test_metrics_json_has_the_promised_fields(synthetic_data_dir: str, tmp_path: Path) -> None:
     assert main(["--model", "scratch", *tiny(synthetic_data_dir, tmp_path, "--epochs", "2")]) == 0
     run = tmp_path / "scratch" / "version_0"
