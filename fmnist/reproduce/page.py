@@ -114,8 +114,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
     not_run = load_not_run(root)
     for exp in EXPERIMENTS:
         row: dict[str, Any] = {"name": exp.name, "title": exp.title, "group": exp.group, "kind": exp.kind,
-                               "metric": "val" if exp.name == "deep-no-bn-dropout" else "test",
-                               "not_run": not_run.get(exp.name)}
+                               "metric": "val" if exp.name == "deep-no-bn-dropout" else "test"}
         study, study_text, anchor = study_figures(exp)
         row.update(study=study, study_text=study_text, anchor=anchor[0] if anchor else None,
                    anchor_text=anchor[1] if anchor else "")
@@ -167,6 +166,8 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
         elif exp.kind == "gradcam":
             row["images"] = [str(p) for p in sorted((root / "gradcam").glob("*.png"))]
             row["explain_checks"] = [str(p.parent) for p in sorted((root / "gradcam").glob("*/explain_check.json"))]
+        # Why a piece has no result on this machine; a result made elsewhere (same folder) wins over the reason.
+        row["not_run"] = not_run.get(exp.name) if not row.get("n") else None
         if row.get("mean") is not None and row.get("study") is not None:
             row["diff"] = row["mean"] - row["study"]
             if abs(row["diff"]) > 0.01:
@@ -275,7 +276,7 @@ def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> s
     for r in _experiment_rows(rows):
         params = f"{r['params']:,}" if isinstance(r.get("params"), int) else "—"
         lines.append("| " + " | ".join([*experiment_cells(r), params]) + " |")
-    if skipped := [r for r in rows if r.get("not_run") and not r.get("n")]:
+    if skipped := [r for r in rows if r["not_run"]]:
         lines += ["", "### Not run on this machine", ""]
         lines += [f"- **{r['title']}**: {r['not_run']}." for r in skipped]
     whys = [r for r in rows if r.get("why")]
@@ -389,8 +390,7 @@ def html_page(data: dict[str, Any], prov: dict[str, Any]) -> str:
              f"<li>Time: {_seconds(prov['total_seconds'])}; page written {e(prov['written'])}</li></ul>"]
     body = []
     for r in _experiment_rows(rows):
-        note = r.get("why") or (f"not run on this machine: {r['not_run']}" if r.get("not_run") and not r.get("n")
-                                else "")
+        note = r.get("why") or (f"not run on this machine: {r['not_run']}" if r["not_run"] else "")
         body.append([*experiment_cells(r, escape=e), e(note)])
     parts += ["<h2>Every experiment next to the studies</h2>",
               _table(["experiment", "ours", "n", "study", "published anchor", "epochs", "s/epoch",

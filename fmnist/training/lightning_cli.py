@@ -207,10 +207,10 @@ def _logger_init_args(logger: Any) -> dict | None:
 
 
 def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDataModule,
-               started: float | None, seed: int | None, commit: str | None = None) -> dict[str, Any]:
+               started: float | None, seed: int | None, commit: str | None) -> dict[str, Any]:
     """Validate and test the best checkpoint; write ``metrics.json`` to the run folder (rank 0).
 
-    ``commit`` is the code the run trained with (read when fit started); None reads it now.
+    ``commit`` is the code the run trained with, read when fit started (None: not a git checkout).
     """
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if isinstance(callback, ModelCheckpoint) and callback.best_model_path else None
@@ -260,7 +260,7 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
         "lightning_version": L.__version__,
         "python_version": platform.python_version(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "git_commit": commit if commit is not None else git_commit(),
+        "git_commit": commit,
         "data_source": datamodule.data_source,  # folder, why that one, each file's path + sha256
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
