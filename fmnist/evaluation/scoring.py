@@ -112,20 +112,28 @@ class CheckpointScorer(Scorer):
         captured: list[torch.Tensor] = []
         head = _last_linear(module.model) if features else None
         hook = head.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0].detach().cpu())) if head else None
-        logits = []
+        probs, logits, feats = [], [], []
         try:
             with torch.no_grad():
                 for start in range(0, len(images), self.batch_size):
                     x = to_unit_float(torch.from_numpy(images[start:start + self.batch_size])).to(device)
-                    logits.append(module(transform(x)).float().cpu())
+                    # With flip TTA each view has its own logits and features: probabilities are averaged
+                    # as forward() does, logits and features too, so energy and Mahalanobis see one
+                    # row per image (forward()'s log-probabilities would make every energy 0).
+                    views = module.view_logits(transform(x)).float().cpu()
+                    probs.append(torch.softmax(views, dim=-1).mean(0))
+                    logits.append(views.mean(0))
+                    if captured:
+                        feats.append(torch.cat(captured).flatten(1).reshape(len(views), len(x), -1).mean(0))
+                        captured.clear()
         finally:
             if hook is not None:
                 hook.remove()
-        z = torch.cat(logits) if logits else torch.empty(0, len(self.class_names))
-        feats = torch.cat(captured).flatten(1).numpy() if captured else None
-        if features and feats is None and len(images):
+        empty = torch.empty(0, len(self.class_names))
+        p, z = (torch.cat(probs), torch.cat(logits)) if probs else (empty, empty)
+        if features and not feats and len(images):
             raise FmnistError(f"{self.name}: the network has no final linear layer to take features from.")
-        return Outputs(torch.softmax(z, dim=1).numpy(), z.numpy(), feats)
+        return Outputs(p.numpy(), z.numpy(), torch.cat(feats).numpy() if feats else None)
 
     def split(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         data_hp = self.trained.data_hparams

@@ -179,14 +179,30 @@ class Classifier(L.LightningModule):
     def trainable_parameters(self) -> int:
         return count_parameters(self.model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def test_time_views(self) -> int:
+        """How many views of each image :meth:`view_logits` scores (2 with flip TTA outside training, else 1)."""
+        return 2 if self.hparams.get("flip_tta") and not self.training else 1
+
+    def view_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's raw logits for each test-time view, ``[views, N, C]``, in one forward pass.
+
+        Scores that need true logits (energy, max-logit) or per-image features (Mahalanobis) read these,
+        because :meth:`forward` returns log-probabilities when it averages views.
+        """
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.hparams.get("flip_tta") and not self.training:
-            both = self._forward_model(torch.cat([x, torch.flip(x, dims=[-1])]))
-            probs = torch.softmax(both.float(), dim=1)
-            return torch.log((probs[:len(x)] + probs[len(x):]) / 2).clamp_min(-100.0)
-        return self._forward_model(x)
+        if self.test_time_views == 2:
+            x = torch.cat([x, torch.flip(x, dims=[-1])])
+        logits = self._forward_model(x)
+        return logits.reshape(self.test_time_views, -1, *logits.shape[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        views = self.view_logits(x)
+        if len(views) == 1:
+            return views[0]
+        probs = torch.softmax(views.float(), dim=-1).mean(0)
+        return torch.log(probs).clamp_min(-100.0)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, weight=self.class_weight if self.use_class_weight else None,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy.special import logsumexp
 from scipy.stats import norm
@@ -163,3 +164,22 @@ def test_ood_command_errors_are_one_sentence(cnn_checkpoint: Path, synthetic_dat
     assert "neither a run folder, a checkpoint nor a baseline" in capsys.readouterr().err
     assert evaluate_main(["ood", str(cnn_checkpoint), "--in", "shapes"]) == 2
     assert "--in 'shapes' is not a dataset" in capsys.readouterr().err
+
+
+def test_flip_tta_scores_one_row_per_image_from_true_logits(cnn_checkpoint: Path, synthetic_data_dir: str) -> None:
+    """With flip TTA (vggbn, speedrun) features were doubled (two views) and energy was constant (log-probs)."""
+    scorer = load_scorer(cnn_checkpoint, data_dir=synthetic_data_dir)
+    images = np.random.default_rng(0).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    plain = scorer.outputs(images, features=True)
+    flipped = scorer.outputs(images[:, :, ::-1].copy(), features=True)
+    module = scorer.trained.module
+    module.hparams["flip_tta"] = True
+    both = scorer.outputs(images, features=True)
+    assert both.features.shape == plain.features.shape == (7, plain.features.shape[1])
+    np.testing.assert_allclose(both.features, (plain.features + flipped.features) / 2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(both.logits, (plain.logits + flipped.logits) / 2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(both.probs, (plain.probs + flipped.probs) / 2, rtol=1e-4, atol=1e-6)
+    assert np.ptp(O.model_scores(both, ["energy"], None)["energy"]) > 1e-3  # not logsumexp(log p) = 0
+    with torch.no_grad():  # the evaluator's forward() averages the same views
+        x = scorer.trained.transform(torch.from_numpy(images).float().div(255).unsqueeze(1))
+        np.testing.assert_allclose(torch.exp(module(x)).numpy(), both.probs, rtol=1e-4, atol=1e-6)
