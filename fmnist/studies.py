@@ -62,3 +62,11 @@ ANCHOR: dict[str, tuple[float, str]] = {
 }
 BENCHMARK_TEXT = {"logreg": "LogisticRegression", "svm": "SVC(C=10)", "rf": "RandomForest", "knn": "KNeighbors",
                   "mlp": "MLPClassifier"}
+
+# Robustness anchors (issue 17): google/uncertainty-baselines' Fashion-MNIST LeNet-5 and its 10-model ensemble
+# (accuracy, NLL, calibration error), and DUQ's OOD AUROC (van Amersfoort et al. 2020, Fashion-MNIST in vs MNIST out).
+ROBUSTNESS_ANCHORS: tuple[dict[str, object], ...] = (
+    {"name": "LeNet-5 (uncertainty-baselines)", "n": 1, "accuracy": 0.910, "nll": 0.321},
+    {"name": "LeNet-5 x10 ensemble (uncertainty-baselines)", "n": 10, "accuracy": 0.932, "nll": 0.200, "ece": 0.010},
+    {"name": "DUQ (van Amersfoort et al. 2020)", "n": 1, "auroc_mnist": 0.955},
+)

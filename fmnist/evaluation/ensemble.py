@@ -145,56 +145,85 @@ def print_members(members: Sequence[dict[str, Any]], ensemble: dict[str, Any], e
     console().print(table)
 
 
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if len(args.targets) < 2:
+def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None = None, dataset: str | None = None,
+                      corrupted: str | None = "fashion-c", corruption_seed: int = 0,
+                      ood: Sequence[str] = ("mnist",), fit_size: int = O.DEFAULT_FIT_SIZE, temperature: bool = False,
+                      calibrate: bool = False, name: str | None = None, data_dir: str | None = None,
+                      device: str = "cpu", n_jobs: int | None = -1, bins: int = DEFAULT_BINS,
+                      plots: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate runs (or baselines) averaged as one model; write the report and ``ensemble.json``; return its summary.
+
+    The summary holds the members' and the ensemble's accuracy / NLL / ECE, the calibration before and
+    after one temperature (``calibrate``), mean accuracy on ``corrupted`` (None: skipped) and, per
+    out-set of ``ood``, the best score's AUROC; ``report`` is the ensemble's full metrics. ``extra``
+    is stored in ``ensemble.json`` as given (a caller's own bookkeeping, e.g. which seeds it averaged).
+    """
+    if len(targets) < 2:
         raise FmnistError("an ensemble needs at least two runs; for one model use `evaluate.py RUN`.")
-    if len(set(args.targets)) != len(args.targets):
+    if len({str(t) for t in targets}) != len(targets):
         raise FmnistError("a run is listed twice; each member must appear once.")
-    scorers = [load_scorer(t, data_dir=args.data_dir, device=args.device, temperature=args.temperature,
-                           n_jobs=args.n_jobs) for t in args.targets]
+    scorers = [load_scorer(t, data_dir=data_dir, device=device, temperature=temperature, n_jobs=n_jobs)
+               for t in targets]
     if len({s.name for s in scorers}) != len(scorers):
         raise FmnistError(f"members must have distinct names, got {', '.join(s.name for s in scorers)}; "
                           f"pass run folders of different runs.")
-    dataset = args.dataset or scorers[0].dataset
-    data = load_dataset(dataset, args.data_dir or scorers[0].meta.get("data_dir"))
+    dataset = dataset or scorers[0].dataset
+    data = load_dataset(dataset, data_dir or scorers[0].meta.get("data_dir"))
     images, labels = data.test_images.numpy(), data.test_labels.numpy()
     members = [s.predictions(images, labels, dataset=dataset) for s in scorers]
-    name = args.name or _default_name([s.model for s in scorers])
+    name = name or _default_name([s.model for s in scorers])
     ensemble = ensemble_predictions(members, model=name)
-    out = Path(args.out) if args.out else REPORTS_DIR / safe_name(name)
-    rows = [_member_row(m, args.bins) for m in members]
-    summary: dict[str, Any] = {"name": name, "members": rows, "dataset": dataset}
-    extra: dict[str, dict] = {}
-    if args.calibrate:
-        summary["calibration"] = calibrate_ensemble(scorers, ensemble, name, args.bins)
-    if args.corrupted != "none":
-        member_sets = [R.corrupted_predictions(s, set_name=args.corrupted, data_dir=args.data_dir,
-                                               seed=args.corruption_seed) for s in scorers]
+    out = Path(out) if out else REPORTS_DIR / safe_name(name)
+    rows = [_member_row(m, bins) for m in members]
+    summary: dict[str, Any] = {"name": name, "members": rows, "dataset": dataset, **(extra or {})}
+    if calibrate:
+        summary["calibration"] = calibrate_ensemble(scorers, ensemble, name, bins)
+    if corrupted:
+        member_sets = [R.corrupted_predictions(s, set_name=corrupted, data_dir=data_dir, seed=corruption_seed)
+                       for s in scorers]
         combined = ensemble_corrupted(member_sets, name)
         summaries = [R.robustness_summary(combined, name=name),
                      *(R.robustness_summary(m, name=s.name) for m, s in zip(member_sets, scorers, strict=True))]
-        R.write_robustness(summaries, out, examples=combined, plots=not args.no_plots)
+        R.write_robustness(summaries, out, examples=combined, plots=plots)
         summary["robustness"] = {s["name"]: {"mean_accuracy": s["mean_accuracy"], "worst": s["worst"]}
                                  for s in summaries}
-        extra["mean corruption acc"] = {s["name"]: s["mean_accuracy"] for s in summaries}
-    if [o for o in args.ood if o != "none"]:
-        result = O.detect(scorers, in_dataset=dataset, out=[o for o in args.ood if o != "none"],
-                          fit_size=args.fit_size, data_dir=args.data_dir, ensemble_name=name)
-        summary["ood"] = O.write_ood(result, out, plots=not args.no_plots)["best"]
-        for o in result.out_sets:
-            for score in ("msp", "energy"):
-                extra[f"AUROC {o.name} {score}"] = {m.name: result.auroc(m.name, o.name, score) for m in result.models}
-    metrics = write_report(ensemble, out, n_bins=args.bins, plots=not args.no_plots, name=name)
-    summary["ensemble"] = _member_row(ensemble, args.bins)
-    (out / "ensemble.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
-    print_members(rows, {"name": name, "accuracy": metrics["accuracy"], "nll": metrics["nll"], "ece": metrics["ece"]},
-                  extra)
-    if args.calibrate:
+    if ood:
+        result = O.detect(scorers, in_dataset=dataset, out=list(ood), fit_size=fit_size, data_dir=data_dir,
+                          ensemble_name=name)
+        summary["ood"] = O.write_ood(result, out, plots=plots)["best"]
+        summary["ood_auroc"] = {m.name: {f"{o.name} {score}": result.auroc(m.name, o.name, score)
+                                         for o in result.out_sets for score in O.SCORE_NAMES}
+                                for m in result.models}
+    summary["report"] = write_report(ensemble, out, n_bins=bins, plots=plots, name=name)
+    summary["ensemble"] = _member_row(ensemble, bins)
+    (out / "ensemble.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2,
+                                                  default=json_default) + "\n")
+    summary["out"] = out
+    return summary
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    summary = evaluate_ensemble(
+        args.targets, out=args.out, dataset=args.dataset,
+        corrupted=None if args.corrupted == "none" else args.corrupted, corruption_seed=args.corruption_seed,
+        ood=[o for o in args.ood if o != "none"], fit_size=args.fit_size, temperature=args.temperature,
+        calibrate=args.calibrate, name=args.name, data_dir=args.data_dir, device=args.device, n_jobs=args.n_jobs,
+        bins=args.bins, plots=not args.no_plots)
+    extra: dict[str, dict] = {}
+    if "robustness" in summary:
+        extra["mean corruption acc"] = {n: r["mean_accuracy"] for n, r in summary["robustness"].items()}
+    for model, aurocs in summary.get("ood_auroc", {}).items():
+        for column, value in aurocs.items():
+            if column.endswith((" msp", " energy")):
+                extra.setdefault(f"AUROC {column}", {})[model] = value
+    metrics = summary["report"]
+    print_members(summary["members"], {"name": summary["name"], "accuracy": metrics["accuracy"],
+                                       "nll": metrics["nll"], "ece": metrics["ece"]}, extra)
+    if "calibration" in summary:
         c = summary["calibration"]
         console().print(f"ensemble temperature T = {c['temperature']:.4f} (val n={c['fitted_on']['n']:,}): test NLL "
                         f"{c['test']['before']['nll']:.4f} -> {c['test']['after']['nll']:.4f}, ECE "
                         f"{c['test']['before']['ece']:.4f} -> {c['test']['after']['ece']:.4f}")
-    console().print(f"report: {out}")
+    console().print(f"report: {summary['out']}")
     return 0
-

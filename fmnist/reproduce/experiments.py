@@ -49,7 +49,7 @@ BUDGETS: dict[str, Budget] = {
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    kind: str  # train | cv | baseline | cross | gradcam
+    kind: str  # train | cv | baseline | cross | gradcam | robustness
     title: str
     group: str
     model: str | None = None
@@ -71,6 +71,9 @@ class Experiment:
 
 CROSS_MODELS = ("scratch", "deep", "transfer")
 GRADCAM_MODELS = ("deep", "scratch", "resnet", "vggbn")
+# Issue 17's robustness table: each model's budget seeds as one ensemble (members and ensemble side by side).
+ROBUSTNESS_MODELS = ("deep", "resnet", "vggbn")
+ROBUSTNESS_OOD = ("mnist", "noise")
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("resnet", "train", "Study A: small ResNet", "Study A CNNs", "resnet"),
@@ -109,6 +112,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("mnist-cross", "cross", "Cross-dataset: Fashion-MNIST models on MNIST digits", "Cross-dataset",
                needs=CROSS_MODELS),
     Experiment("gradcam", "gradcam", "Grad-CAM gallery", "Grad-CAM", needs=GRADCAM_MODELS),
+    Experiment("robustness", "robustness", "Robustness: corruptions, OOD inputs, calibration, seed ensembles",
+               "Robustness", needs=ROBUSTNESS_MODELS),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 GROUP_ALIASES = {"baselines": [e.name for e in EXPERIMENTS if e.kind == "baseline"],
@@ -134,6 +139,11 @@ class Context:
 
     def run_dir(self, experiment: str, seed: int) -> Path:
         return self.root / self.run_name(experiment, seed) / "version_0"
+
+
+def robustness_dir(root: Path, model: str) -> Path:
+    """Where the robustness piece writes ``model``'s ensemble report (``ensemble.json`` and figures)."""
+    return root / "robustness" / model
 
 
 def get_budget(name: str) -> Budget:

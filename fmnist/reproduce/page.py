@@ -19,7 +19,7 @@ from typing import Any
 
 from fmnist.interpret.report import html_section
 from fmnist.page_script import PAGE_JS
-from fmnist.reproduce.experiments import EXPERIMENTS, load_not_run
+from fmnist.reproduce.experiments import EXPERIMENTS, load_not_run, robustness_dir
 from fmnist.runs import machine_description, read_json
 from fmnist.studies import (
     ANCHOR,
@@ -27,6 +27,7 @@ from fmnist.studies import (
     BENCHMARK_TEXT,
     PUBLISHED,
     PUBLISHED_MNIST_CROSS,
+    ROBUSTNESS_ANCHORS,
     STUDY_OWN_FIGURE,
     STUDY_TEXT,
 )
@@ -163,6 +164,9 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
                 if report:
                     row["cross"].append({"model": model, "accuracy": report["accuracy"],
                                          "study": PUBLISHED_MNIST_CROSS.get(model)})
+        elif exp.kind == "robustness":
+            row["robustness"] = [summary for model in exp.needs
+                                 if (summary := read_json(robustness_dir(root, model) / "ensemble.json"))]
         elif exp.kind == "gradcam":
             row["images"] = [str(p) for p in sorted((root / "gradcam").glob("*.png"))]
             row["explain_checks"] = [str(p.parent) for p in sorted((root / "gradcam").glob("*/explain_check.json"))]
@@ -198,6 +202,64 @@ def class_weight_lines(rows: list[dict[str, Any]]) -> list[str]:
         return []
     return ["", f"## {CLASS_WEIGHT_TITLE}", "", "| " + " | ".join(CLASS_WEIGHT_HEADER) + " |",
             "|---|---|---:|---:|---:|---:|", *("| " + " | ".join(c) + " |" for c in cells)]
+
+
+ROBUSTNESS_TITLE = ("Robustness: corrupted images, out-of-distribution inputs, calibration (each model's seeds "
+                    "as one ensemble)")
+ROBUSTNESS_HEADER = ["model", "n", "accuracy: members → ensemble", "NLL: members → ensemble → calibrated (T)",
+                     "ECE: ensemble → calibrated", "mean accuracy on fashion-c: members → ensemble",
+                     "OOD AUROC vs MNIST (ensemble): msp / energy / Mahalanobis", "vs noise (best score)"]
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _robustness_cells(summary: dict[str, Any]) -> list[str]:
+    """One model's row: members' means next to the ensemble's figures, read from its ``ensemble.json``."""
+    members, ensemble = summary["members"], summary["ensemble"]
+
+    def members_mean(key: str) -> float | None:
+        values = [m[key] for m in members if m.get(key) is not None]
+        return statistics.fmean(values) if values else None
+
+    calibration = summary.get("calibration") or {}
+    after = (calibration.get("test") or {}).get("after") or {}
+    temperature = f" (T {calibration['temperature']:.2f})" if calibration else ""
+    corruption = summary.get("robustness") or {}
+    member_corruption = [corruption[m["name"]]["mean_accuracy"] for m in members if m["name"] in corruption]
+    auroc = (summary.get("ood_auroc") or {}).get(summary["name"], {})
+    noise = (summary.get("ood") or {}).get(summary["name"], {}).get("noise")
+    return [summary["name"], str(len(members)),
+            f"{pct(members_mean('accuracy'))} → {pct(ensemble['accuracy'])}",
+            f"{_number(members_mean('nll'))} → {_number(ensemble['nll'])} → {_number(after.get('nll'))}{temperature}",
+            f"{_number(ensemble['ece'])} → {_number(after.get('ece'))}",
+            f"{pct(statistics.fmean(member_corruption) if member_corruption else None)} → "
+            f"{pct((corruption.get(summary['name']) or {}).get('mean_accuracy'))}",
+            " / ".join(_number(auroc.get(f"mnist {score}")) for score in ("msp", "energy", "mahalanobis")),
+            f"{_number(noise['auroc'])} ({noise['score']})" if noise else "—"]
+
+
+def robustness_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The robustness table's body: our ensembles, then the published anchors (issue 17)."""
+    piece = next((r for r in rows if r["kind"] == "robustness"), None)
+    ours = [_robustness_cells(s) for s in (piece or {}).get("robustness", [])]
+    if not ours:
+        return []
+    anchors = [[f"anchor: {a['name']}", str(a["n"]), pct(a.get("accuracy")), _number(a.get("nll")),
+                _number(a.get("ece")), "—", _number(a.get("auroc_mnist")), "—"] for a in ROBUSTNESS_ANCHORS]
+    return ours + anchors
+
+
+def most_robust(rows: list[dict[str, Any]]) -> str | None:
+    """The sentence naming the model (member or ensemble) with the best mean accuracy on the corrupted set."""
+    piece = next((r for r in rows if r["kind"] == "robustness"), None)
+    scored = [(value["mean_accuracy"], name) for s in (piece or {}).get("robustness", [])
+              for name, value in (s.get("robustness") or {}).items()]
+    if not scored:
+        return None
+    best, name = max(scored)
+    return f"Most robust by mean accuracy over the 16 corruptions: {name} ({pct(best)})."
 
 
 def quick_budget_reason(budget: Any, kind: str) -> str:
@@ -306,6 +368,13 @@ def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> s
         lines += ["", "## Cross-dataset: Fashion-MNIST models on MNIST digits (chance: 10%)", "",
                   "| model | ours | study B |", "|---|---:|---:|"]
         lines += [f"| {c['model']} | {pct(c['accuracy'])} | {pct(c['study'])} |" for c in cross["cross"]]
+    if robust := robustness_rows(rows):
+        lines += ["", f"## {ROBUSTNESS_TITLE}", "", "| " + " | ".join(ROBUSTNESS_HEADER) + " |",
+                  "|---|---:|" + "---:|" * (len(ROBUSTNESS_HEADER) - 2)]
+        lines += ["| " + " | ".join(row) + " |" for row in robust]
+        lines += ["", f"{most_robust(rows)} NLL and ECE on the 10,000 test images; the temperature is fitted on the "
+                  "validation split (`evaluate.py ensemble --calibrate`); Mahalanobis is fitted on 10,000 training "
+                  "images of each member. Reports with every corruption and score: `<root>/robustness/<model>/`."]
     per_class = {n: rep for n, rep in data["reports"].items() if "per_class" in rep}
     if per_class:
         names = [p["name"] for p in next(iter(per_class.values()))["per_class"]]
@@ -416,6 +485,9 @@ def html_page(data: dict[str, Any], prov: dict[str, Any]) -> str:
         parts += ["<h2>Cross-dataset: Fashion-MNIST models on MNIST digits</h2>", _table(
             ["model", "ours", "study B"], [[e(c["model"]), pct(c["accuracy"]), pct(c["study"])]
                                            for c in cross["cross"]])]
+    if robust := robustness_rows(rows):
+        parts += [f"<h2>{e(ROBUSTNESS_TITLE)}</h2>", _table(ROBUSTNESS_HEADER, [[e(c) for c in row] for row in robust]),
+                  f"<p>{e(most_robust(rows) or '')}</p>"]
     for title, fig in _figures(data):
         parts += [f"<h2>{e(title)}</h2>", fig.to_html(full_html=False, include_plotlyjs=False)]
     gradcam = next((r for r in rows if r["kind"] == "gradcam"), None)

@@ -23,6 +23,7 @@ import torch
 
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
+from fmnist.evaluation.ensemble import evaluate_ensemble
 from fmnist.evaluation.predict import predict_baseline, predict_checkpoint
 from fmnist.evaluation.report import write_report
 from fmnist.interpret.check import run_checks
@@ -37,14 +38,16 @@ from fmnist.reproduce.experiments import (
     EXPERIMENTS,
     GROUP_ALIASES,
     NOT_RUN_FILE,
+    ROBUSTNESS_OOD,
     Budget,
     Context,
     Experiment,
     get_budget,
     load_not_run,
+    robustness_dir,
 )
 from fmnist.reproduce.page import write_results
-from fmnist.runs import git_commit, machine_description
+from fmnist.runs import git_commit, machine_description, read_json
 from fmnist.training.api import CONFIG_DIR, fit, resolve_config
 from fmnist.training.checkpoints import load_trained
 from fmnist.training.cv import run_cv
@@ -177,6 +180,25 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
                    out / f"{model}-explain-check", sanity_n=EXPLAIN_CHECK_SANITY)
 
 
+def _robustness(ctx: Context, exp: Experiment) -> None:
+    """Each model's finished seeds as one ensemble: members and ensemble on corruptions, OOD sets, calibration."""
+    for model in exp.needs:
+        runs = [ctx.run_dir(model, seed) for seed in ctx.budget.seeds
+                if (ctx.run_dir(model, seed) / "metrics.json").is_file()]
+        if len(runs) < 2:
+            ctx.log(f"  robustness: {model} has {len(runs)} finished seed(s) of {len(ctx.budget.seeds)}; an "
+                    f"ensemble needs two (`--only {model}` with the budget's seeds, or `--seeds 42 43`). Skipped.")
+            continue
+        out = robustness_dir(ctx.root, model)
+        done = read_json(out / "ensemble.json")
+        members = [f"{model}-s{seed}" for seed in ctx.budget.seeds if ctx.run_dir(model, seed) in runs]
+        if done and done.get("seeds") == members and all(_up_to_date(out / "ensemble.json", r) for r in runs):
+            continue
+        ctx.log(f"  robustness: {model} x{len(runs)} on fashion-c, OOD {', '.join(ROBUSTNESS_OOD)}, calibrated")
+        evaluate_ensemble(runs, out=out, corrupted="fashion-c", ood=ROBUSTNESS_OOD, calibrate=True,
+                          name=f"{model}x{len(runs)}", data_dir=ctx.data_dir, plots=True, extra={"seeds": members})
+
+
 # -- driver -------------------------------------------------------------------------------------------
 def select(only: list[str] | None) -> list[Experiment]:
     if not only:
@@ -232,6 +254,8 @@ def run_experiment(ctx: Context, exp: Experiment) -> bool:
         _cross(ctx, exp)
     elif exp.kind == "gradcam":
         _gradcam(ctx, exp)
+    elif exp.kind == "robustness":
+        _robustness(ctx, exp)
     else:  # pragma: no cover - the table above is the only source of kinds
         raise ValueError(exp.kind)
     return True

@@ -195,3 +195,24 @@ def test_study_recipes_stay_as_named_ablations_of_ours() -> None:
     assert ours["data"]["augment"] is False and ours["model"]["label_smoothing"] == 0.1
     assert recipe("scratch-sgd")["data"]["augment"] is True  # Adam vs SGD stays study B's comparison
     assert recipe("cnn-study-a")["trainer"]["max_epochs"] == 10 and recipe("cnn-study-a")["model"]["model_name"] == "cnn"
+
+
+def test_robustness_piece_evaluates_each_models_seeds_as_one_ensemble(synthetic_data_dir: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17's table: two finished seeds of deep -> one calibrated ensemble on fashion-c and OOD; kept on rerun."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    two = Budget(**{**TINY.__dict__, "seeds": (7, 8)})
+    messages: list[str] = []
+    md = reproduce(two, only=["deep", "robustness"], root=root, data_dir=synthetic_data_dir, repo=tmp_path,
+                   log=messages.append)
+    summary = json.loads((root / "robustness" / "deep" / "ensemble.json").read_text())
+    assert summary["seeds"] == ["deep-s7", "deep-s8"] and len(summary["members"]) == 2
+    assert summary["calibration"]["temperature"] > 0 and "deepx2" in summary["robustness"]
+    assert {"mnist mahalanobis", "noise energy"} <= set(summary["ood_auroc"]["deepx2"])
+    assert f"{100 * summary['ensemble']['accuracy']:.2f}%" in md.read_text().split("## Robustness")[1]
+    assert any("robustness: vggbn has 0 finished seed(s) of 2" in m for m in messages)
+    before = _mtime(root / "robustness" / "deep" / "ensemble.json")
+    reproduce(two, only=["robustness"], root=root, data_dir=synthetic_data_dir, repo=tmp_path, report=False,
+              log=lambda _: None)
+    assert _mtime(root / "robustness" / "deep" / "ensemble.json") == before

@@ -116,3 +116,28 @@ def test_class_weight_trade_is_set_side_by_side(results_root: Path, tmp_path: Pa
 @pytest.mark.parametrize(("value", "shown"), [(None, "—"), (0.017, "< 1 s"), (36.4, "36 s"), (218.3, "3.6 min")])
 def test_durations_read_as_measured(value: float | None, shown: str) -> None:
     assert _seconds(value) == shown
+
+
+def test_robustness_table_reads_each_ensemble_and_sets_the_anchors_beside(results_root: Path, tmp_path: Path) -> None:
+    """Issue 17: members' means next to the ensemble's figures, all from ensemble.json; anchors below."""
+    assert "## Robustness" not in write_results(results_root, FULLISH, {}, repo=tmp_path).read_text()
+    folder = results_root / "robustness" / "deep"
+    folder.mkdir(parents=True)
+    members = [{"name": f"deep-s{s}_v0", "accuracy": a, "nll": n, "ece": 0.08} for s, a, n in ((1, 0.91, 0.30),
+                                                                                               (2, 0.93, 0.32))]
+    (folder / "ensemble.json").write_text(json.dumps({
+        "name": "deepx2", "members": members, "seeds": ["deep-s1", "deep-s2"],
+        "ensemble": {"name": "deepx2", "accuracy": 0.925, "nll": 0.29, "ece": 0.09},
+        "calibration": {"temperature": 0.61, "test": {"after": {"nll": 0.221, "ece": 0.012}}},
+        "robustness": {"deepx2": {"mean_accuracy": 0.45}, "deep-s1_v0": {"mean_accuracy": 0.43},
+                       "deep-s2_v0": {"mean_accuracy": 0.47}},
+        "ood": {"deepx2": {"noise": {"score": "energy", "auroc": 0.981}}},
+        "ood_auroc": {"deepx2": {"mnist msp": 0.89, "mnist energy": 0.86, "mnist mahalanobis": 0.972}}}))
+    text = write_results(results_root, FULLISH, {}, repo=tmp_path).read_text()
+    section = text.split("## Robustness")[1]
+    assert ("| deepx2 | 2 | 92.00% → 92.50% | 0.310 → 0.290 → 0.221 (T 0.61) | 0.090 → 0.012 | 45.00% → 45.00% | "
+            "0.890 / 0.860 / 0.972 | 0.981 (energy) |") in section
+    assert "| anchor: LeNet-5 x10 ensemble (uncertainty-baselines) | 10 | 93.20% | 0.200 | 0.010 |" in section
+    assert "| anchor: DUQ (van Amersfoort et al. 2020) | 1 | — | — | — | — | 0.955 | — |" in section
+    assert "Most robust by mean accuracy over the 16 corruptions: deep-s2_v0 (47.00%)." in section
+    assert "anchor: LeNet-5 x10 ensemble" in (tmp_path / "reports" / "t" / "index.html").read_text()
