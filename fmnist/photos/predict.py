@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL",
                         help="image files, folders (class-named sub-folders or labels.csv = labelled), "
                              "file,label CSVs, http(s) URLs, IIIF manifests (.json or URL)")
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="RUN",
+                        help="more runs (e.g. other seeds of configs/photo.yaml) whose class probabilities are "
+                             "averaged with the first's: a small ensemble; --gradcam explains the first run")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/photos or reports/photos/MODEL)")
     parser.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=RECOMMENDED,
                         help="fashion (default): GrabCut segmentation, then Fashion-MNIST's framing (bounding box, "
@@ -201,12 +204,14 @@ def iter_loaded(sources: Iterable[PhotoSource], class_names: Sequence[str], args
             yield loaded
 
 
-def classify(results: Iterable[PhotoResult], trained: TrainedModel, batch_size: int = 32) -> Iterator[PhotoResult]:
-    """``results`` with ``probs`` filled in, predicted ``batch_size`` at a time as they arrive."""
+def classify(results: Iterable[PhotoResult], members: Sequence[TrainedModel],
+             batch_size: int = 32) -> Iterator[PhotoResult]:
+    """``results`` with ``probs`` filled in (the members' mean), predicted ``batch_size`` at a time as they arrive."""
     batch: list[PhotoResult] = []
 
     def flush() -> list[PhotoResult]:
-        probs = trained.predict_proba(torch.from_numpy(np.stack([r.input.pixels for r in batch]))).numpy()
+        pixels = torch.from_numpy(np.stack([r.input.pixels for r in batch]))
+        probs = torch.stack([m.predict_proba(pixels) for m in members]).mean(0).numpy()
         for result, p in zip(batch, probs, strict=True):
             result.probs = p
         done = list(batch)
@@ -301,7 +306,7 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np
 
 
 def score_labelled(results: list[PhotoResult], class_names: Sequence[str], model_name: str, recipe: str,
-                   checkpoint: Path, out: Path) -> dict:
+                   checkpoints: Sequence[Path], out: Path) -> dict:
     """Accuracy and confusion matrix; the full evaluation report when ``fmnist.evaluation`` is importable."""
     labelled = [r for r in results if r.source.label is not None]
     labels = np.array([r.source.label for r in labelled], dtype=np.int64)
@@ -310,13 +315,13 @@ def score_labelled(results: list[PhotoResult], class_names: Sequence[str], model
     matrix = confusion(labels, predicted, len(class_names))
     summary = {"n": len(labels), "accuracy": float((predicted == labels).mean()), "preprocess": recipe,
                "confusion_matrix": matrix.tolist(), "class_names": list(class_names), "model": model_name,
-               "checkpoint": str(checkpoint), "files": [r.source.location for r in labelled], "report": None}
+               "checkpoint": str(checkpoints[0]), "checkpoints": [str(c) for c in checkpoints], "files": [r.source.location for r in labelled], "report": None}
     out.mkdir(parents=True, exist_ok=True)
     predictions = Predictions(
         probs=probs, labels=labels, indices=np.arange(len(labels)), dataset="photos", model=model_name,
         class_names=tuple(class_names), split=recipe,
         images=np.stack([r.input.pixels for r in labelled]),
-        meta={"checkpoint": str(checkpoint), "preprocess": recipe},
+        meta={"checkpoint": str(checkpoints[0]), "members": [str(c) for c in checkpoints], "preprocess": recipe},
     )
     report_dir = out / "report"
     write_report(predictions, report_dir, name=f"{model_name}-photos-{recipe}")
@@ -392,6 +397,18 @@ def write_annotations(manifests: list, results: list[PhotoResult], class_names: 
     return written
 
 
+def load_members(locations: Sequence[str | Path], device: str) -> list[TrainedModel]:
+    """The run and its ``--ensemble`` partners; all must name the same classes in the same order."""
+    if len({str(Path(x).resolve()) for x in locations}) != len(locations):
+        raise FmnistError("--ensemble lists a run twice (or the first run again); give each member once.")
+    members = [load_trained(x, map_location=device) for x in locations]
+    for other in members[1:]:
+        if tuple(other.class_names) != tuple(members[0].class_names):
+            raise FmnistError(f"--ensemble member {other.checkpoint} predicts {', '.join(other.class_names)}, the "
+                              f"first run {', '.join(members[0].class_names)}; ensemble runs of one dataset.")
+    return members
+
+
 def cli_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     for flag, value in (("--top", args.top), ("--timeout", args.timeout), ("--max-bytes", args.max_bytes),
@@ -400,8 +417,10 @@ def cli_main(argv: list[str]) -> int:
         if value <= 0:
             raise FmnistError(f"{flag} must be positive, got {value}.")
 
-    trained = load_trained(args.checkpoint, map_location=args.device)
+    members = load_members([args.checkpoint, *args.ensemble], args.device)
+    trained = members[0]
     names = trained.class_names
+    model_name = trained.model_name if len(members) == 1 else f"{trained.model_name}-ensemble{len(members)}"
     out = args.out or (trained.run_dir / "photos" if trained.run_dir else Path("reports") / "photos" / trained.model_name)
     manifests: list = []
     failures = 0
@@ -415,10 +434,10 @@ def cli_main(argv: list[str]) -> int:
     sources = iter_sources(args.inputs, names, args, manifests, report)
     results: list[PhotoResult] = []  # 28x28 inputs and probabilities only: ~1 KB per photo
     steps = StepsSample()  # photo + mask kept only for the steps figure's 12 photos
-    if not trained.data_hparams.get("reframe"):
+    if not all(m.data_hparams.get("reframe") for m in members):
         print("note: photos are classified best by a model trained with configs/photo.yaml (docs/photos.md).")
     with PredictionWriter(out, names, top) as writer:
-        for result in classify(iter_loaded(sources, names, args, manifests, report), trained):
+        for result in classify(iter_loaded(sources, names, args, manifests, report), members):
             writer.write(result)
             steps.offer(result.input, result.probs, result.source.label, result.source.name)
             results.append(result)
@@ -439,12 +458,13 @@ def cli_main(argv: list[str]) -> int:
         save_grid(items[:60], out / "gradcam" / "gradcam_grid.png", per_row=2,
                   title=f"{trained.model_name}: {METHODS[explained.method].title} at {explained.layer}")
     if any(r.source.label is not None for r in results):
-        print_summary(score_labelled(results, names, trained.model_name, args.preprocess, trained.checkpoint, out),
+        print_summary(score_labelled(results, names, model_name, args.preprocess,
+                                     [m.checkpoint for m in members], out),
                       names, args.preprocess)
     if args.write_annotations:
         if not manifests:
             _say("--write-annotations", "warning: no IIIF manifest among the inputs; nothing written.")
-        for path in write_annotations(manifests, results, names, trained.model_name, out):
+        for path in write_annotations(manifests, results, names, model_name, out):
             print(f"IIIF annotations: {path}")
     print(f"predictions: {csv_path}; model inputs: {out / 'inputs'}" + (f"; Grad-CAM: {out / 'gradcam'}"
                                                                         if args.gradcam else ""))

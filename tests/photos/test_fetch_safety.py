@@ -442,7 +442,7 @@ def test_classify_predicts_batch_by_batch() -> None:
         for i in range(5):
             yield SimpleNamespace(input=SimpleNamespace(pixels=np.zeros((28, 28), np.uint8)), i=i, probs=None)
 
-    stream = classify(results(), Model(), batch_size=2)
+    stream = classify(results(), [Model()], batch_size=2)
     assert next(stream).probs is not None and seen == [2]  # first answer after the first batch, not the last
     assert len(list(stream)) == 4 and seen == [2, 2, 1]
 

@@ -363,3 +363,28 @@ def test_predict_with_nothing_usable_is_an_error(checkpoint: Path, tmp_path: Pat
     assert main(["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "a.png: not an image" in err and "error: none of the inputs" in err
+
+
+def test_predict_ensemble_averages_the_members_probabilities(checkpoint: Path, synthetic_data_dir: str,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 19's small ensemble: `--ensemble RUN` averages class probabilities; each member alone gives its own."""
+    other = cached_checkpoint(synthetic_data_dir, "lenet5")
+    save(trousers_photo(), tmp_path / "set" / "pants" / "p.jpg")
+    save(bag_photo(), tmp_path / "set" / "bag" / "b.png")
+    probs = {}
+    for name, argv in (("cnn", [str(checkpoint)]), ("lenet5", [str(other)]),
+                       ("both", [str(checkpoint), str(tmp_path / "set"), "--ensemble", str(other)])):
+        args = argv if name == "both" else [*argv, str(tmp_path / "set")]
+        assert main(["predict", *args, "--out", str(tmp_path / name)]) == 0
+        rows = (tmp_path / name / "predictions.csv").read_text().splitlines()[1:]
+        probs[name] = {r.split(",")[0]: dict(zip(r.split(",")[3::2], map(float, r.split(",")[4::2]), strict=True))
+                       for r in rows}
+    for photo, top in probs["both"].items():
+        for cls, p in top.items():
+            single = [probs[m][photo].get(cls) for m in ("cnn", "lenet5")]
+            if None not in single:  # the class is in each member's top 3 too
+                assert p == pytest.approx(sum(single) / 2, abs=2e-4)
+    summary = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    assert summary["model"] == "cnn-ensemble2" and summary["checkpoints"] == [str(checkpoint), str(other)]
+    assert main(["predict", str(checkpoint), str(tmp_path / "set"), "--ensemble", str(checkpoint)]) == 2
+    assert "--ensemble lists a run twice" in capsys.readouterr().err
