@@ -177,7 +177,7 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
             if abs(row["diff"]) > 0.01:
                 row["why"] = quick_budget_reason(budget, exp.kind) if budget.name == "quick" else WHY.get(exp.name, "")
         rows.append(row)
-    return {"rows": rows, "curves": curves, "reports": reports}
+    return {"rows": rows, "curves": curves, "reports": reports, "seeds": list(budget.seeds)}
 
 
 CLASS_WEIGHT_TITLE = "Study B's Shirt x2 class weight (study B: Shirt errors 25% -> 13%)"
@@ -375,6 +375,10 @@ def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> s
         lines += ["", f"{most_robust(rows)} NLL and ECE on the 10,000 test images; the temperature is fitted on the "
                   "validation split (`evaluate.py ensemble --calibrate`); Mahalanobis is fitted on 10,000 training "
                   "images of each member. Reports with every corruption and score: `<root>/robustness/<model>/`."]
+    elif len(budget_seeds := data.get("seeds", ())) < 2:
+        lines += ["", f"## {ROBUSTNESS_TITLE}", "", f"Not run under this budget: it trains {len(budget_seeds)} seed "
+                  "per model and the robustness table compares ensembles of a model's seeds (`python -m "
+                  "fmnist.reproduce --only deep robustness --seeds 42 43`)."]
     per_class = {n: rep for n, rep in data["reports"].items() if "per_class" in rep}
     if per_class:
         names = [p["name"] for p in next(iter(per_class.values()))["per_class"]]

@@ -71,6 +71,7 @@ def test_end_to_end_then_skips_finished_pieces(synthetic_data_dir: str, tmp_path
     assert f"{100 * run['test_acc']:.2f}%" in text  # the run's own number, not a typed one
     assert "TINY test budget" in text
     assert "| Study B: deep (= CNN-3), BatchNorm + dropout | — | 0 |" in text  # not run: shown as missing
+    assert "Not run under this budget: it trains 1 seed per model" in text.split("## Robustness")[1]
     cv = json.loads((root / "cv-scratch-cv" / "cv_results.json").read_text())
     assert cv["aggregate"]["folds_done"] == 3 and "## 3-fold cross-validation" in text
     assert "## scikit-learn baselines" in text and "| logreg |" in text
