@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS),
                         help=f"explanation method (default {DEFAULT_METHOD}; see docs/gradcam.md)")
     parser.add_argument("--layer", help="layer the CAM methods attach to (default: the last conv layer whose grid "
-                                        "is at least 7x7, per registry)")
+                                        "is at least 8x8, per registry)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/gradcam or reports/gradcam/MODEL)")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--data-dir", help="root holding FashionMNIST/raw and MNIST/raw")

@@ -13,7 +13,7 @@ restored after); the model runs in eval mode (dropout off, BatchNorm running sta
 gets its previous train/eval state back.
 
 Upsampling of layer maps: ``LayerAttribution.interpolate`` (bilinear) stretches the layer's grid
-over the image, which is right when convolutions are padded (``resnet``: 7x7 cells every 4 px).
+over the image, which is right when convolutions are padded (``resnet``: 14x14 cells every 2 px).
 The studies' unpadded CNNs shrink the grid towards the centre; stretching those would paint
 evidence on the background, so there each cell is placed on the pixel its receptive field is
 centred on (:func:`fmnist.interpret.layers.layer_geometry`).

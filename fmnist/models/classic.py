@@ -63,7 +63,7 @@ def resnet18(num_classes: int = 10, pretrained: bool = False, freeze_backbone: b
     which measures nothing a ResNet18 experiment is about.
 
     At 32x32 the ImageNet stem leaves 8x8 after ``layer1``, then 4x4, 2x2 and 1x1, so explanations use ``layer1``
-    (the last grid of at least 7x7, fmnist.interpret.layers).
+    (the last grid of at least 8x8, fmnist.interpret.layers).
     """
     if freeze_backbone and not pretrained:
         raise FmnistError("resnet18: freeze_backbone=true needs pretrained=true (a frozen random backbone leaves only "

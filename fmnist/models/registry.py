@@ -24,7 +24,7 @@ class ModelSpec:
     source: str
     input_size: int = 28
     channels: int = 1
-    target_layer: str | None = None  # layer explanations attach to: the last with a grid >= 7x7 (interpret.layers)
+    target_layer: str | None = None  # layer explanations attach to: the last with a grid >= 8x8 (interpret.layers)
     alias_of: str | None = None  # another entry's name when this one is only a second name for it
 
 

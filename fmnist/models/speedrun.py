@@ -96,7 +96,7 @@ def _norm(channels: int, momentum: float, affine_weight: bool) -> nn.BatchNorm2d
     return norm
 
 
-@register_model("speedrun", source="ours", target_layer="features.conv2",
+@register_model("speedrun", source="ours", target_layer="features.conv1",
                 description="time-to-accuracy CNN: frozen patch-whitening stem, conv 24/48/96 + BatchNorm + ReLU "
                             "(57,042 params)")
 def speedrun(num_classes: int = 10, widths: Sequence[int] = (24, 48, 96), depth: int = 1, stem: str = "whiten",

@@ -42,7 +42,7 @@ class StudyAResNet(FeatureClassifier):
         )
 
 
-@register_model("resnet", source="study A", target_layer="features.block2",
+@register_model("resnet", source="study A", target_layer="features.block1",
                 description="small ResNet: conv32, 2 residual blocks, GAP (37,898 params)")
 def resnet(num_classes: int = 10) -> nn.Module:
     return StudyAResNet(num_classes)

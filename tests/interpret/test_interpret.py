@@ -62,7 +62,7 @@ def test_every_registered_model_gets_maps_at_its_registry_layer(name: str, metho
 
 @pytest.mark.parametrize("name", list_models())
 def test_registry_layers_follow_the_resolution_rule(name: str) -> None:
-    """The registry records, per model, the last layer whose grid is >= 7x7; the rule and the table agree."""
+    """The registry records, per model, the last layer whose grid is >= 8x8; the rule and the table agree."""
     model = create_model(name)
     grids = output_grids(model, name)  # in the order the layers finish
     layer = get_spec(name).target_layer
@@ -74,7 +74,7 @@ def test_registry_layers_follow_the_resolution_rule(name: str) -> None:
 
 def test_residual_models_are_explained_after_the_skip_connection() -> None:
     """A residual block's last conv sees only the branch; the block's output carries the skip connection too."""
-    assert default_layer(create_model("resnet"), "resnet") == "features.block2"
+    assert default_layer(create_model("resnet"), "resnet") == "features.block1"  # 14x14; block2 is 7x7
     assert default_layer(create_model("resnet18"), "resnet18") == "features.layer1"  # 8x8; layer2 is 4x4
 
 
