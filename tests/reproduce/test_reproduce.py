@@ -26,6 +26,7 @@ def test_every_piece_the_issue_lists_is_an_experiment() -> None:
         assert model in names
     assert {"resnet18-finetune", "resnet18-scratch"} <= names  # issue 20: the ResNet18 experiment three ways
     assert {"scratch-sgd", "deep-no-bn-dropout", "cv-scratch", "cv-deep", "mnist-cross", "gradcam"} <= names
+    assert "robustness" in names  # issue 17: the robustness table of the results page
     assert {f"baseline-{b}" for b in ("logreg", "svm", "rf", "knn", "mlp")} <= names
     assert [e.name for e in select(["baselines"])] == [f"baseline-{b}" for b in ("logreg", "svm", "rf", "knn", "mlp")]
     assert BUDGETS["quick"].train_subset and BUDGETS["full"].train_subset is None
