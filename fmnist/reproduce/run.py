@@ -196,7 +196,8 @@ def _robustness(ctx: Context, exp: Experiment) -> None:
             continue
         ctx.log(f"  robustness: {model} x{len(runs)} on fashion-c, OOD {', '.join(ROBUSTNESS_OOD)}, calibrated")
         evaluate_ensemble(runs, out=out, corrupted="fashion-c", ood=ROBUSTNESS_OOD, calibrate=True,
-                          name=f"{model}x{len(runs)}", data_dir=ctx.data_dir, plots=True, extra={"seeds": members})
+                          name=f"{model}x{len(runs)}", data_dir=ctx.data_dir, plots=True, extra={"seeds": members},
+                          device="cuda" if ctx.gpus else "cpu")  # scored where the runs were trained
 
 
 # -- driver -------------------------------------------------------------------------------------------
