@@ -81,7 +81,7 @@ def test_fitted_stem_travels_with_the_state_dict() -> None:
 def test_default_network_shape_parameters_and_registry_entry() -> None:
     spec = get_spec("speedrun")
     model = create_model("speedrun")
-    assert spec.target_layer == "features.conv2" and spec.input_size == 28 and spec.channels == 1
+    assert spec.target_layer == "features.conv1" and spec.input_size == 28 and spec.channels == 1
     assert model(torch.rand(5, 1, 28, 28)).shape == (5, 10)
     # the stem's 18 x 9 filters are frozen; its 18 biases train
     assert count_parameters(model) == 57_042
