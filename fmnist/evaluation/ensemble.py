@@ -155,8 +155,7 @@ def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None =
 
     The summary holds the members' and the ensemble's accuracy / NLL / ECE, the calibration before and
     after one temperature (``calibrate``), mean accuracy on ``corrupted`` (None: skipped) and, per
-    out-set of ``ood``, the best score's AUROC; ``report`` is the ensemble's full metrics. ``extra``
-    is stored in ``ensemble.json`` as given (a caller's own bookkeeping, e.g. which seeds it averaged).
+    out-set of ``ood``, the best score's AUROC; ``out`` is the report folder. ``extra`` is stored in ``ensemble.json`` as given (a caller's own bookkeeping, e.g. which seeds it averaged).
     """
     if len(targets) < 2:
         raise FmnistError("an ensemble needs at least two runs; for one model use `evaluate.py RUN`.")
@@ -194,12 +193,10 @@ def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None =
         summary["ood_auroc"] = {m.name: {f"{o.name} {score}": result.auroc(m.name, o.name, score)
                                          for o in result.out_sets for score in O.SCORE_NAMES}
                                 for m in result.models}
-    summary["report"] = write_report(ensemble, out, n_bins=bins, plots=plots, name=name)
+    write_report(ensemble, out, n_bins=bins, plots=plots, name=name)
     summary["ensemble"] = _member_row(ensemble, bins)
-    (out / "ensemble.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2,
-                                                  default=json_default) + "\n")
-    summary["out"] = out
-    return summary
+    (out / "ensemble.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
+    return {**summary, "out": out}
 
 
 def cli_main(argv: list[str] | None = None) -> int:
@@ -217,9 +214,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         for column, value in aurocs.items():
             if column.endswith((" msp", " energy")):
                 extra.setdefault(f"AUROC {column}", {})[model] = value
-    metrics = summary["report"]
-    print_members(summary["members"], {"name": summary["name"], "accuracy": metrics["accuracy"],
-                                       "nll": metrics["nll"], "ece": metrics["ece"]}, extra)
+    print_members(summary["members"], summary["ensemble"], extra)
     if "calibration" in summary:
         c = summary["calibration"]
         console().print(f"ensemble temperature T = {c['temperature']:.4f} (val n={c['fitted_on']['n']:,}): test NLL "

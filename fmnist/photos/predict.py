@@ -315,7 +315,8 @@ def score_labelled(results: list[PhotoResult], class_names: Sequence[str], model
     matrix = confusion(labels, predicted, len(class_names))
     summary = {"n": len(labels), "accuracy": float((predicted == labels).mean()), "preprocess": recipe,
                "confusion_matrix": matrix.tolist(), "class_names": list(class_names), "model": model_name,
-               "checkpoint": str(checkpoints[0]), "checkpoints": [str(c) for c in checkpoints], "files": [r.source.location for r in labelled], "report": None}
+               "checkpoint": str(checkpoints[0]), "checkpoints": [str(c) for c in checkpoints],
+               "files": [r.source.location for r in labelled], "report": None}
     out.mkdir(parents=True, exist_ok=True)
     predictions = Predictions(
         probs=probs, labels=labels, indices=np.arange(len(labels)), dataset="photos", model=model_name,

@@ -240,10 +240,15 @@ def _robustness_cells(summary: dict[str, Any]) -> list[str]:
             f"{_number(noise['auroc'])} ({noise['score']})" if noise else "—"]
 
 
+def _robustness_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``ensemble.json`` of each model the robustness piece has evaluated (none: the piece has not run)."""
+    piece = next((r for r in rows if r["kind"] == "robustness"), None)
+    return (piece or {}).get("robustness", [])
+
+
 def robustness_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The robustness table's body: our ensembles, then the published anchors (issue 17)."""
-    piece = next((r for r in rows if r["kind"] == "robustness"), None)
-    ours = [_robustness_cells(s) for s in (piece or {}).get("robustness", [])]
+    ours = [_robustness_cells(s) for s in _robustness_summaries(rows)]
     if not ours:
         return []
     anchors = [[f"anchor: {a['name']}", str(a["n"]), pct(a.get("accuracy")), _number(a.get("nll")),
@@ -253,8 +258,7 @@ def robustness_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 def most_robust(rows: list[dict[str, Any]]) -> str | None:
     """The sentence naming the model (member or ensemble) with the best mean accuracy on the corrupted set."""
-    piece = next((r for r in rows if r["kind"] == "robustness"), None)
-    scored = [(value["mean_accuracy"], name) for s in (piece or {}).get("robustness", [])
+    scored = [(value["mean_accuracy"], name) for s in _robustness_summaries(rows)
               for name, value in (s.get("robustness") or {}).items()]
     if not scored:
         return None

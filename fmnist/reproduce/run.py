@@ -183,15 +183,15 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
 def _robustness(ctx: Context, exp: Experiment) -> None:
     """Each model's finished seeds as one ensemble: members and ensemble on corruptions, OOD sets, calibration."""
     for model in exp.needs:
-        runs = [ctx.run_dir(model, seed) for seed in ctx.budget.seeds
-                if (ctx.run_dir(model, seed) / "metrics.json").is_file()]
-        if len(runs) < 2:
-            ctx.log(f"  robustness: {model} has {len(runs)} finished seed(s) of {len(ctx.budget.seeds)}; an "
+        seeds = [seed for seed in ctx.budget.seeds if (ctx.run_dir(model, seed) / "metrics.json").is_file()]
+        if len(seeds) < 2:
+            ctx.log(f"  robustness: {model} has {len(seeds)} finished seed(s) of {len(ctx.budget.seeds)}; an "
                     f"ensemble needs two (`--only {model}` with the budget's seeds, or `--seeds 42 43`). Skipped.")
             continue
+        runs = [ctx.run_dir(model, seed) for seed in seeds]
+        members = [ctx.run_name(model, seed) for seed in seeds]
         out = robustness_dir(ctx.root, model)
         done = read_json(out / "ensemble.json")
-        members = [f"{model}-s{seed}" for seed in ctx.budget.seeds if ctx.run_dir(model, seed) in runs]
         if done and done.get("seeds") == members and all(_up_to_date(out / "ensemble.json", r) for r in runs):
             continue
         ctx.log(f"  robustness: {model} x{len(runs)} on fashion-c, OOD {', '.join(ROBUSTNESS_OOD)}, calibrated")
