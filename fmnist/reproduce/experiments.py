@@ -71,8 +71,9 @@ class Experiment:
 
 CROSS_MODELS = ("scratch", "deep", "transfer")
 GRADCAM_MODELS = ("deep", "scratch", "resnet", "vggbn")
-# Issue 17's robustness table: each model's budget seeds as one ensemble (members and ensemble side by side).
-ROBUSTNESS_MODELS = ("deep", "resnet", "vggbn")
+# Issue 17's robustness table: each model's budget seeds as one ensemble (members and ensemble side by side);
+# every CNN row trained over seeds, so that "the most robust" is named among all of them.
+ROBUSTNESS_MODELS = ("deep", "resnet", "vggbn", "cnn", "scratch", "cnn1", "lenet5", "transfer")
 ROBUSTNESS_OOD = ("mnist", "noise")
 
 EXPERIMENTS: tuple[Experiment, ...] = (
