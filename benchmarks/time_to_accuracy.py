@@ -10,7 +10,10 @@ Targets and their recipes (settings chosen on the validation split, see docs/spe
 
     91%  configs/speedrun.yaml      93%  configs/speedrun-93.yaml      94%  configs/speedrun-94.yaml
 
-The timed runs train on the data module's default 51,000 training images (9,000 stay out for validation).
+The timed runs train on the data module's default 51,000 training images (9,000 stay out for validation);
+``--train-on-validation`` trains the speedrun recipes on all 60,000 (the issue allows it once the settings are
+fixed: they were chosen on the validation split first) through the sweep's final-fit callback
+``fmnist.sweep.callbacks.TrainOnValidation``. The baselines keep their recipe, which early-stops on validation.
 
 Baselines (``--baselines deep vggbn``) run their own studied recipes (configs/deep.yaml, configs/vggbn.yaml)
 once per ``--baseline-seeds`` seed and keep a checkpoint after every epoch; after the run, each checkpoint is
@@ -48,6 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {91: "configs/speedrun.yaml", 93: "configs/speedrun-93.yaml", 94: "configs/speedrun-94.yaml"}
 BASELINES = {"deep": "configs/deep.yaml", "vggbn": "configs/vggbn.yaml"}
 EPOCH_FILE = re.compile(r"epoch=(\d+)\.ckpt$")
+TRAIN_ON_VALIDATION = "fmnist.sweep.callbacks.TrainOnValidation"
+TRAIN_IMAGES_DEFAULT = "51,000 (the data module's default split; 9,000 validation images are not trained on)"
+TRAIN_IMAGES_ALL = ("speedrun recipes: all 60,000 (training + validation images, --train-on-validation); "
+                    "baselines: 51,000")
 
 
 @dataclass
@@ -244,6 +251,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=None,
                         help="JSON record (default: docs/results/benchmarks/time_to_accuracy-<date>.json; "
                              "'-' prints it only)")
+    parser.add_argument("--train-on-validation", action="store_true",
+                        help="train the speedrun recipes on all 60,000 training images (not the baselines)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     return parser.parse_args(argv)
 
@@ -281,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     baseline_names = [] if "none" in args.baselines else list(dict.fromkeys(args.baselines))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     planned: list[tuple[str, RunRecord]] = []
+    speedrun_extra = [*extra, f"--trainer.callbacks+={TRAIN_ON_VALIDATION}"] if args.train_on_validation else extra
     for target in args.targets:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             name, version = f"speedrun-{target}", f"{stamp}-seed{seed}"
             planned.append((f"target{target}", RunRecord(
                 f"speedrun-{target}", RECIPES[target], seed,
-                train_command(RECIPES[target], seed, logdir, name, version, extra), str(logdir / name / version))))
+                train_command(RECIPES[target], seed, logdir, name, version, speedrun_extra),
+                str(logdir / name / version))))
     for name in baseline_names:
         for seed in range(args.first_seed, args.first_seed + args.baseline_seeds):
             version = f"{stamp}-seed{seed}"
@@ -331,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1), "command": [sys.executable, *sys.argv],
         "git_commit": git_commit(), "machine": machine(), "load_average_start": load_start,
         "load_average_end": load_average(), "omp_wait_policy": args.omp_wait_policy, "threads": args.threads,
-        "train_images": "51,000 (the data module's default split; 9,000 validation images are not trained on)",
+        "train_images": TRAIN_IMAGES_ALL if args.train_on_validation else TRAIN_IMAGES_DEFAULT,
         "targets": rows, "runs": [asdict(r) for group in results.values() for r in group],
     }
     if args.out != "-":

@@ -124,15 +124,20 @@ def test_benchmark_time_to_target_and_summary(tmp_path: Path) -> None:
 
 
 def test_benchmark_end_to_end_on_synthetic_data(synthetic_data_dir: str, tmp_path: Path) -> None:
-    """One speedrun seed and one (2-epoch) deep baseline, each a real train.py process; the record is written."""
+    """One speedrun seed (on training + validation images) and one (2-epoch) deep baseline (on its training split),
+    each a real train.py process; the record is written and says what was trained on."""
     bench = _benchmark()
     out = tmp_path / "record.json"
     code = bench.main(["--targets", "91", "--seeds", "1", "--baselines", "deep", "--data-dir", synthetic_data_dir,
                        "--set", "trainer.max_epochs=2", "--set", "data.batch_size=64",
                        "--set", "trainer.limit_train_batches=3", "--set", "trainer.enable_model_summary=false",
-                       "--logdir", str(tmp_path / "runs"), "--out", str(out)])
+                       "--train-on-validation", "--logdir", str(tmp_path / "runs"), "--out", str(out)])
     assert code == 0
     record = json.loads(out.read_text())
+    assert record["train_images"] == bench.TRAIN_IMAGES_ALL
+    n_train = {r["label"]: json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["n_train"]
+               for r in record["runs"]}
+    assert n_train == {"speedrun-91": 600, "deep": 510}  # the synthetic set: 600 = 510 training + 90 validation
     row = record["targets"][0]
     assert row["target"] == 0.91 and row["seeds"] == [42] and row["failed_seeds"] == []
     assert row["process_seconds_mean"] > row["loop_seconds_mean"] > 0
