@@ -18,6 +18,7 @@ from fmnist.reproduce.experiments import (
 )
 from fmnist.reproduce.page import write_results
 from fmnist.reproduce.run import load_timings, reproduce
+from fmnist.training.distributed import end_process_group
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +64,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         else:
             path = reproduce(args.budget, only=args.only, gpus=args.gpus, root=args.root, data_dir=args.data_dir,
                              report=not args.no_report, seeds=args.seeds)
+        end_process_group()  # with --gpus N > 1 every rank ran the whole table in one process group
         print(f"finished in {time.perf_counter() - started:.0f} s" + (f"; wrote {path}" if path else ""))
         return 0
     except FmnistError as exc:

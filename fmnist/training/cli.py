@@ -21,6 +21,7 @@ from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, create_model, get_spec, list_models
 from fmnist.training.api import fit, resolve_config
 from fmnist.training.cv import run_cv
+from fmnist.training.distributed import end_process_group
 from fmnist.training.lightning_cli import FmnistCLI
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -159,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             print(list_models_table())
             return 0
         if _is_shorthand(argv):
-            return run_shorthand(parse_shorthand(argv))
-        FmnistCLI(args=None if from_command_line else argv)  # the full LightningCLI reads its own command line
+            run_shorthand(parse_shorthand(argv))
+        else:
+            FmnistCLI(args=None if from_command_line else argv)  # the full LightningCLI reads its own command line
+        end_process_group()
         return 0
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)

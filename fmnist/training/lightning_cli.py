@@ -27,7 +27,6 @@ from fmnist.models import count_parameters, get_spec
 from fmnist.runs import git_commit, latest_run, write_metrics
 from fmnist.serialization import CHECKPOINT_READ_ERRORS, checkpoint_error, read_checkpoint
 from fmnist.training.callbacks import EpochTimer, ExactResume
-from fmnist.training.distributed import end_process_group
 from fmnist.training.module import Classifier, weight_fingerprint
 from fmnist.training.quiet import quiet_known_noise
 
@@ -68,7 +67,6 @@ class FmnistCLI(LightningCLI):
         except BaseException:
             self._discard_fresh_run_without_results()
             raise
-        end_process_group(getattr(self, "trainer", None))
         if getattr(self, "trainer", None) is not None and self.trainer.interrupted:
             self._discard_fresh_run_without_results()
 

@@ -1,13 +1,13 @@
-"""The process group is ended in order after a finished run (gloo aborted rank 0 at exit otherwise)."""
+"""The process group is ended in order once a command's work is done (gloo aborted rank 0 at exit otherwise)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch.distributed as dist
 
+from fmnist.training import cli
 from fmnist.training.distributed import end_process_group
 
 
@@ -22,16 +22,26 @@ def one_rank_group(tmp_path: Path):
 
 def test_without_a_process_group_nothing_happens() -> None:
     assert not dist.is_initialized()
-    end_process_group(None)
+    end_process_group()
     assert not dist.is_initialized()
 
 
-def test_a_finished_run_destroys_its_process_group(one_rank_group: None) -> None:
-    end_process_group(SimpleNamespace(interrupted=False))
+def test_end_process_group_destroys_the_group(one_rank_group: None) -> None:
+    end_process_group()
     assert not dist.is_initialized()
 
 
-def test_an_interrupted_run_leaves_the_group_alone(one_rank_group: None) -> None:
-    """A stopped rank never reaches the barrier: waiting there would hang the others."""
-    end_process_group(SimpleNamespace(interrupted=True))
+def test_the_group_lives_until_the_commands_last_run_is_done(one_rank_group: None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One command may train several runs in one group (transfer's MNIST base, K folds): each run finds it alive,
+    and only the finished command ends it."""
+    alive_during_runs: list[bool] = []
+    monkeypatch.setattr(cli, "run_shorthand", lambda options: alive_during_runs.append(dist.is_initialized()))
+    assert cli.main(["--model", "transfer"]) == 0
+    assert alive_during_runs == [True] and not dist.is_initialized()
+
+
+def test_a_failed_command_leaves_the_group_alone(one_rank_group: None) -> None:
+    """A rank that stopped with an error never reaches the barrier: waiting there would hang the others."""
+    assert cli.main(["--model", "no-such-model"]) == 2
     assert dist.is_initialized()

@@ -257,6 +257,21 @@ def test_ddp_on_cpu_with_two_processes(synthetic_data_dir: str, tmp_path: Path) 
     assert metrics["world_size"] == 2 and metrics["val_acc"] is not None and metrics["test_acc"] is not None
 
 
+def test_ddp_transfer_pretrains_its_base_then_trains_on_it(synthetic_data_dir: str, tmp_path: Path) -> None:
+    """Two runs in one process group: rank 0 writes the MNIST base, both ranks meet at a barrier, then read it.
+
+    The group must outlive the first run: ended there, the barrier had nothing to wait on and rank 1 could
+    build `transfer` before its base existed.
+    """
+    result = run_train("--model", "transfer", *tiny(synthetic_data_dir, tmp_path),
+                       "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                       timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "mnist_pretrain").is_dir()
+    metrics = metrics_of(tmp_path, "transfer")
+    assert metrics["world_size"] == 2 and metrics["test_acc"] is not None
+
+
 def test_appended_callbacks_join_the_configs_own() -> None:
     """``--trainer.callbacks+=X`` (twice) adds to configs/deep.yaml's EMA callback instead of replacing it."""
     options = parse_shorthand(["--model", "deep", "--trainer.callbacks+=a.First", "--trainer.callbacks+=b.Second"])
