@@ -135,17 +135,16 @@ def list_models_table() -> str:
     return "\n".join(lines)
 
 
-def run_shorthand(options: Shorthand) -> int:
+def run_shorthand(options: Shorthand) -> None:
     """Train one model (or its K folds) from the shorthand's typed options."""
     if options.folds:
         cfg = resolve_config(options.model, overrides=options.overrides, seed=options.seed, epochs=options.epochs,
                              gpus=options.gpus, optimizer=options.optimizer, logdir=options.logdir,
                              resume=options.resume)
         run_cv(cfg, options.folds, options.fold)
-        return 0
+        return
     fit(options.model, overrides=options.overrides, seed=options.seed, epochs=options.epochs, gpus=options.gpus,
         optimizer=options.optimizer, logdir=options.logdir, resume=options.resume)
-    return 0
 
 
 def _is_shorthand(argv: list[str]) -> bool:
