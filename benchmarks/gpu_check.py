@@ -135,7 +135,8 @@ def main() -> int:
     steps = [
         run_step("cuda tests", [py, "-m", "pytest", "-q", "-rs", "tests", "-k", "cuda or gpu"], limit(150), env),
         run_step("train deep float32", [py, "train.py", "--model", "deep", "--gpus", gpus, "--epochs", "2",
-                                        "--logdir", str(logs), *quiet], limit(150), env),
+                                        "--logdir", str(logs), "--trainer.precision", "32-true", *quiet],
+                 limit(150), env),
         run_step("train deep bf16-mixed", [py, "train.py", "--model", "deep", "--gpus", gpus, "--epochs", "2",
                                            "--logdir", str(logs), "--trainer.logger.init_args.name", "deep-bf16",
                                            "--trainer.precision", "bf16-mixed", *quiet], limit(150), env),

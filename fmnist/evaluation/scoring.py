@@ -111,7 +111,8 @@ class CheckpointScorer(Scorer):
         device = next(module.parameters()).device
         captured: list[torch.Tensor] = []
         head = _last_linear(module.model) if features else None
-        hook = head.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0].detach().cpu())) if head else None
+        hook = head.register_forward_pre_hook(
+            lambda _, inputs: captured.append(inputs[0].detach().float().cpu())) if head else None
         probs, logits, feats = [], [], []
         try:
             with torch.no_grad():
@@ -120,7 +121,9 @@ class CheckpointScorer(Scorer):
                     # With flip TTA each view has its own logits and features: probabilities are averaged
                     # as forward() does, logits and features too, so energy and Mahalanobis see one
                     # row per image (forward()'s log-probabilities would make every energy 0).
-                    views = module.view_logits(transform(x)).float().cpu()
+                    with self.trained.autocast():  # the run's own precision: reports match its metrics.json
+                        views = module.view_logits(transform(x))
+                    views = views.float().cpu()
                     probs.append(torch.softmax(views, dim=-1).mean(0))
                     logits.append(views.mean(0))
                     if captured:

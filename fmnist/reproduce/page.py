@@ -134,7 +134,8 @@ def collect(root: Path, budget: Any) -> dict[str, Any]:
                        shirt_acc=_mean_std([m["per_class_acc"][SHIRT] for m in runs
                                             if SHIRT in (m.get("per_class_acc") or {})])[0],
                        params=runs[0].get("trainable_params") if runs else None,
-                       commit=runs[0].get("git_commit") if runs else None)
+                       commit=runs[0].get("git_commit") if runs else None,
+                       precisions=sorted({m["precision"] for m in runs if m.get("precision")}))
             first = root / f"{exp.name}-s{budget.seeds[0]}" / "version_0"
             if runs:
                 curves[exp.name] = read_curves(first)
@@ -325,13 +326,19 @@ def experiment_cells(r: dict[str, Any], escape: Any = str) -> list[str]:
             escape(r["study_text"]), anchor, epochs, _seconds(r.get("seconds_per_epoch"))]
 
 
+def _precision_note(prov: dict[str, Any]) -> str:
+    """How the CNNs computed (runs record it since the bf16 default on CPUs with native bf16); '' when unknown."""
+    precisions = prov.get("precisions") or []
+    return f"; CNN training precision: {', '.join(precisions)}" if precisions else ""
+
+
 def markdown(data: dict[str, Any], prov: dict[str, Any], images: list[str]) -> str:
     rows = data["rows"]
     lines = [f"# Results: both studies re-run with fmnist ({prov['budget']} budget)", "",
              f"> {prov['description']}", "",
              f"- Command(s): {', '.join(f'`{c}`' for c in prov['commands'])}",
              f"- Code: runs made at commit(s) {', '.join(f'`{c}`' for c in prov['run_commits']) or '—'}; page "
-             f"written at `{prov['commit']}`; machine: {'; '.join(prov['machine'])}",
+             f"written at `{prov['commit']}`; machine: {'; '.join(prov['machine'])}{_precision_note(prov)}",
              f"- Time: {_seconds(prov['total_seconds'])} for the experiments below (per step in "
              f"`results/timings.json`); page written {prov['written']}.",
              "- Numbers are mean ± sample std over seeds (CV: over folds); `—` = not run under this budget yet "
@@ -463,7 +470,7 @@ def html_page(data: dict[str, Any], prov: dict[str, Any]) -> str:
              f"<p class='budget'>{e(prov['description'])}</p>",
              "<ul>", f"<li>Command(s): {', '.join(f'<code>{e(c)}</code>' for c in prov['commands'])}</li>",
              f"<li>Code: runs made at commit(s) <code>{e(', '.join(prov['run_commits']) or '—')}</code>; page written "
-             f"at <code>{e(prov['commit'])}</code>; machine: {e('; '.join(prov['machine']))}</li>",
+             f"at <code>{e(prov['commit'])}</code>; machine: {e('; '.join(prov['machine']) + _precision_note(prov))}</li>",
              f"<li>Time: {_seconds(prov['total_seconds'])}; page written {e(prov['written'])}</li></ul>"]
     body = []
     for r in _experiment_rows(rows):
@@ -523,6 +530,7 @@ def write_results(root: Path, budget: Any, timings: dict[str, Any], repo: Path |
     data = collect(Path(root), budget)
     prov = provenance(budget, timings)
     prov["run_commits"] = sorted(set(prov["run_commits"]) | {r["commit"] for r in data["rows"] if r.get("commit")})
+    prov["precisions"] = sorted({p for r in data["rows"] for p in r.get("precisions", [])})
     asset_dir = repo / "docs" / "results" / budget.name
     images = next((r.get("images") for r in data["rows"] if r["kind"] == "gradcam"), None) or []
     copied = []

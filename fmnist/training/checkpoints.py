@@ -7,6 +7,7 @@ data-module hyperparameters and state).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from fmnist.errors import FmnistError
 from fmnist.runs import resolve_checkpoint, run_dir_of
 from fmnist.serialization import read_checkpoint, weights_mismatch
 from fmnist.training.module import Classifier
+from fmnist.training.precision import FLOAT32, MIXED_PRECISION_DTYPES
 
 
 @dataclass
@@ -31,6 +33,13 @@ class TrainedModel:
     checkpoint: Path
     run_dir: Path | None
     data_hparams: dict[str, Any] = field(default_factory=dict)  # the training data module's settings
+    precision: str = FLOAT32  # the Trainer's precision when the checkpoint was written (older ones: float32)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast as in training (bf16-mixed, 16-mixed) or nothing, so scores match the run's own test."""
+        dtype = MIXED_PRECISION_DTYPES.get(self.precision)
+        device = next(self.module.parameters()).device.type
+        return torch.autocast(device, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -50,7 +59,9 @@ class TrainedModel:
         outputs = []
         for start in range(0, len(images), batch_size):
             x = to_unit_float(images[start:start + batch_size]).to(device)
-            outputs.append(torch.softmax(self.module(self.transform(x)), dim=1).cpu())
+            with self.autocast():
+                logits = self.module(self.transform(x))
+            outputs.append(torch.softmax(logits.float(), dim=1).cpu())
         return torch.cat(outputs) if outputs else torch.empty(0, self.module.hparams.num_classes)
 
 
@@ -108,4 +119,4 @@ def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> 
         raise FmnistError(f"{checkpoint} has {module.hparams.num_classes} outputs but its dataset {dataset!r} has "
                           f"{classes} classes; it cannot be evaluated as a {dataset} classifier.")
     return TrainedModel(module, transform, hparams["model_name"], dataset, checkpoint,
-                        run_dir_of(checkpoint), dict(data_hp))
+                        run_dir_of(checkpoint), dict(data_hp), str(raw.get("training_precision") or FLOAT32))

@@ -28,6 +28,7 @@ from fmnist.runs import git_commit, latest_run, write_metrics
 from fmnist.serialization import CHECKPOINT_READ_ERRORS, checkpoint_error, read_checkpoint
 from fmnist.training.callbacks import EpochTimer, ExactResume
 from fmnist.training.module import Classifier, weight_fingerprint
+from fmnist.training.precision import default_precision
 from fmnist.training.quiet import quiet_known_noise
 
 DEFAULT_LOGDIR = "lightning_logs"
@@ -121,6 +122,8 @@ class FmnistCLI(LightningCLI):
                 raise FmnistError("--weights_only false is refused: fmnist loads checkpoints as tensors and "
                                   "plain values only, so a checkpoint cannot run code.")
             config.weights_only = True
+        if config.trainer.get("precision") is None:  # not asked for: bf16 autocast where the CPU has it natively
+            config.trainer.precision = default_precision(_trains_on_cpu(config.trainer.get("accelerator")))
         logger = config.trainer.logger
         init = _logger_init_args(logger)
         if init is not None and init.get("name") in (AUTO_NAME, None):
@@ -174,6 +177,15 @@ class FmnistCLI(LightningCLI):
             return
         self.metrics = finish_run(self.trainer, self.model, self.datamodule, self.fit_started,
                                   seed=self.config[self.subcommand].get("seed_everything"), commit=self.fit_commit)
+
+
+def _trains_on_cpu(accelerator: Any) -> bool:
+    """Whether Lightning will put this trainer on the CPU (``"auto"`` picks CUDA, then MPS, then the CPU)."""
+    if accelerator == "cpu":
+        return True
+    if accelerator in (None, "auto"):
+        return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return False
 
 
 def _check_writable(folder: Path) -> None:
@@ -254,6 +266,7 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDa
         "epoch_seconds": [round(s, 3) for s in epoch_seconds],
         "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None,
         "accelerator": type(trainer.accelerator).__name__,
+        "precision": trainer.precision,
         "devices": trainer.num_devices,
         "world_size": trainer.world_size,
         "torch_version": torch.__version__,

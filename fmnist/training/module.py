@@ -151,6 +151,9 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["initial_weight_fingerprint"] = self.initial_fingerprint
+        # The evaluator scores a checkpoint in the precision it was trained and tested in (bf16 autocast by default
+        # on CPUs with native bf16), so its reports reproduce the run's own test numbers.
+        checkpoint["training_precision"] = str(self.trainer.precision)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called before Lightning loads the weights: a checkpoint of another model or class count gets one

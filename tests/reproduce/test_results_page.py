@@ -18,10 +18,10 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 
 
 def _run(root: Path, name: str, seed: int, test_acc: float, val_acc: float = 0.9, epochs: int = 9,
-         shirt_acc: float = 0.75) -> None:
+         shirt_acc: float = 0.75, precision: str | None = None) -> None:
     folder = root / f"{name}-s{seed}" / "version_0"
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({
+    (folder / "metrics.json").write_text(json.dumps({**({"precision": precision} if precision else {}),
         "test_acc": test_acc, "val_acc": val_acc, "test_macro_f1": test_acc - 0.01, "epochs": epochs,
         "best_epoch": epochs - 3, "seconds_per_epoch": 30.0, "wall_seconds": 300.0, "trainable_params": 94154,
         "seed": seed, "git_commit": "abc1234", "per_class_acc": {**dict.fromkeys(CLASSES, test_acc),
@@ -78,6 +78,22 @@ def test_written_page_and_markdown(results_root: Path, tmp_path: Path) -> None:
     assert "| svm | 89.85% |" in text and "| 51,000 | 12 s |" in text
     page = tmp_path / "reports" / "t" / "index.html"
     assert page.is_file() and "js-errors" in page.read_text()
+
+
+def test_page_says_which_precision_the_cnns_trained_in(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    _run(root, "deep", 1, 0.915, precision="bf16-mixed")
+    _run(root, "deep", 2, 0.917, precision="bf16-mixed")
+    _run(root, "resnet", 1, 0.91, precision="32-true")
+    (tmp_path / "repo").mkdir()
+    text = write_results(root, FULLISH, {}, repo=tmp_path / "repo").read_text()
+    assert "; CNN training precision: 32-true, bf16-mixed" in text
+    html_text = (tmp_path / "repo" / "reports" / "t" / "index.html").read_text()
+    assert "CNN training precision: 32-true, bf16-mixed" in html_text
+
+
+def test_runs_from_before_precision_was_recorded_claim_none(results_root: Path, tmp_path: Path) -> None:
+    assert "precision:" not in write_results(results_root, FULLISH, {}, repo=tmp_path).read_text()
 
 
 @pytest.mark.skipif(find_browser() is None, reason="needs Chromium (Debian package `chromium`)")
