@@ -3,7 +3,6 @@ checkpoints scored in the precision they trained in."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from fmnist.evaluation.scoring import load_scorer
 from fmnist.serialization import read_checkpoint
 from fmnist.training import fit
 from fmnist.training import precision as precision_module
+from fmnist.training.api import Run
 from fmnist.training.checkpoints import load_trained
 from fmnist.training.precision import cpu_has_native_bf16, default_precision
 
@@ -50,12 +50,11 @@ def test_bf16_only_for_cpu_training_on_a_native_bf16_cpu(tmp_path: Path) -> None
     assert default_precision(True, skylake) == "32-true"
 
 
-def _tiny_fit(data_dir: str, logdir: Path, **overrides: object) -> dict:
-    run = fit("deep", seed=7, epochs=1, logdir=logdir, overrides={
+def _tiny_fit(data_dir: str, logdir: Path, model: str = "deep", **overrides: object) -> Run:
+    return fit(model, seed=7, epochs=1, logdir=logdir, overrides={
         "data.data_dir": data_dir, "data.batch_size": 16, "trainer.limit_train_batches": 2,
-        "trainer.limit_val_batches": 1, "trainer.limit_test_batches": 1, "trainer.enable_progress_bar": False,
-        "trainer.enable_model_summary": False, **overrides})
-    return json.loads((run.dir / "metrics.json").read_text())
+        "trainer.limit_val_batches": 1, "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
+        **overrides})
 
 
 @pytest.mark.parametrize(("flags_line", "expected"), [(GENOA_FLAGS, "bf16-mixed"), (SKYLAKE_FLAGS, "32-true")])
@@ -63,7 +62,7 @@ def test_a_cpu_run_without_a_precision_takes_the_machines_default_and_records_it
         synthetic_data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags_line: str,
         expected: str) -> None:
     monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo(tmp_path, flags_line))
-    metrics = _tiny_fit(synthetic_data_dir, tmp_path / "logs")
+    metrics = _tiny_fit(synthetic_data_dir, tmp_path / "logs").metrics
     assert metrics["precision"] == expected
     config = (tmp_path / "logs" / "deep" / "version_0" / "config.yaml").read_text()
     assert f"precision: {expected}" in config  # the run's config says how it was trained
@@ -72,16 +71,14 @@ def test_a_cpu_run_without_a_precision_takes_the_machines_default_and_records_it
 def test_a_precision_the_user_sets_is_kept_on_a_native_bf16_cpu(
         synthetic_data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo(tmp_path, GENOA_FLAGS))
-    assert _tiny_fit(synthetic_data_dir, tmp_path, **{"trainer.precision": "32-true"})["precision"] == "32-true"
+    run = _tiny_fit(synthetic_data_dir, tmp_path, **{"trainer.precision": "32-true"})
+    assert run.metrics["precision"] == "32-true"
 
 
 def test_the_evaluator_scores_a_checkpoint_in_the_precision_it_trained_in(
         synthetic_data_dir: str, tmp_path: Path) -> None:
     """A bf16-trained run's report reproduces its own test (same autocast), and that is not float32's answer."""
-    run = fit("scratch", seed=3, epochs=1, logdir=tmp_path, overrides={
-        "data.data_dir": synthetic_data_dir, "data.batch_size": 16, "trainer.precision": "bf16-mixed",
-        "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 1, "trainer.enable_progress_bar": False,
-        "trainer.enable_model_summary": False})
+    run = _tiny_fit(synthetic_data_dir, tmp_path, "scratch", **{"trainer.precision": "bf16-mixed"})
     trained = load_trained(run.dir)
     assert trained.precision == "bf16-mixed"
     images = load_dataset("fashion", synthetic_data_dir).test_images
@@ -102,10 +99,7 @@ def test_the_evaluator_scores_a_checkpoint_in_the_precision_it_trained_in(
 
 def test_checkpoints_from_before_the_precision_was_saved_are_scored_in_float32(
         synthetic_data_dir: str, tmp_path: Path) -> None:
-    run = fit("scratch", seed=3, epochs=1, logdir=tmp_path, overrides={
-        "data.data_dir": synthetic_data_dir, "data.batch_size": 16, "trainer.precision": "bf16-mixed",
-        "trainer.limit_train_batches": 1, "trainer.limit_val_batches": 1, "trainer.enable_progress_bar": False,
-        "trainer.enable_model_summary": False})
+    run = _tiny_fit(synthetic_data_dir, tmp_path, "scratch", **{"trainer.precision": "bf16-mixed"})
     old = read_checkpoint(run.checkpoint)
     del old["training_precision"]
     torch.save(old, tmp_path / "old.ckpt")
