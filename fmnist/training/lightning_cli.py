@@ -28,7 +28,7 @@ from fmnist.runs import git_commit, latest_run, write_metrics
 from fmnist.serialization import CHECKPOINT_READ_ERRORS, checkpoint_error, read_checkpoint
 from fmnist.training.callbacks import EpochTimer, ExactResume
 from fmnist.training.module import Classifier, weight_fingerprint
-from fmnist.training.precision import default_precision
+from fmnist.training.precision import FLOAT32, default_precision
 from fmnist.training.quiet import quiet_known_noise
 
 DEFAULT_LOGDIR = "lightning_logs"
@@ -122,8 +122,6 @@ class FmnistCLI(LightningCLI):
                 raise FmnistError("--weights_only false is refused: fmnist loads checkpoints as tensors and "
                                   "plain values only, so a checkpoint cannot run code.")
             config.weights_only = True
-        if config.trainer.get("precision") is None:  # not asked for: bf16 autocast where the CPU has it natively
-            config.trainer.precision = default_precision(_trains_on_cpu(config.trainer.get("accelerator")))
         logger = config.trainer.logger
         init = _logger_init_args(logger)
         if init is not None and init.get("name") in (AUTO_NAME, None):
@@ -147,6 +145,8 @@ class FmnistCLI(LightningCLI):
                                   f"checkpoints/last.ckpt; start the run without --resume / --ckpt_path last.")
             init["version"] = run_dir.name
             config.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")
+        if config.trainer.get("precision") is None:  # not asked for
+            config.trainer.precision = _unasked_precision(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -177,6 +177,19 @@ class FmnistCLI(LightningCLI):
             return
         self.metrics = finish_run(self.trainer, self.model, self.datamodule, self.fit_started,
                                   seed=self.config[self.subcommand].get("seed_everything"), commit=self.fit_commit)
+
+
+def _unasked_precision(config: Any) -> str:
+    """A checkpoint continues (or is scored) in the precision it was trained in, so a resumed run does not change
+    precision half-way (e.g. a float32 run of before the bf16 default, or one moved to a CPU without native bf16);
+    a fresh run gets the machine's default (bf16 autocast where the CPU has it natively)."""
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path and Path(ckpt_path).is_file():
+        try:
+            return str(read_checkpoint(ckpt_path).get("training_precision") or FLOAT32)  # older ones: float32
+        except CHECKPOINT_READ_ERRORS as exc:
+            raise checkpoint_error(Path(ckpt_path), exc) from None
+    return default_precision(_trains_on_cpu(config.trainer.get("accelerator")))
 
 
 def _trains_on_cpu(accelerator: Any) -> bool:

@@ -50,8 +50,9 @@ def test_bf16_only_for_cpu_training_on_a_native_bf16_cpu(tmp_path: Path) -> None
     assert default_precision(True, skylake) == "32-true"
 
 
-def _tiny_fit(data_dir: str, logdir: Path, model: str = "deep", **overrides: object) -> Run:
-    return fit(model, seed=7, epochs=1, logdir=logdir, overrides={
+def _tiny_fit(data_dir: str, logdir: Path, model: str = "deep", epochs: int = 1, resume: bool = False,
+              **overrides: object) -> Run:
+    return fit(model, seed=7, epochs=epochs, logdir=logdir, resume=resume, overrides={
         "data.data_dir": data_dir, "data.batch_size": 16, "trainer.limit_train_batches": 2,
         "trainer.limit_val_batches": 1, "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
         **overrides})
@@ -104,3 +105,15 @@ def test_checkpoints_from_before_the_precision_was_saved_are_scored_in_float32(
     del old["training_precision"]
     torch.save(old, tmp_path / "old.ckpt")
     assert load_trained(tmp_path / "old.ckpt").precision == "32-true"
+
+
+@pytest.mark.parametrize(("trained_in", "machine_now"), [("32-true", GENOA_FLAGS), ("bf16-mixed", SKYLAKE_FLAGS)])
+def test_a_resumed_run_keeps_the_precision_it_started_in(
+        synthetic_data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_in: str,
+        machine_now: str) -> None:
+    """A float32 run of before the default (or a bf16 run moved to a CPU without it) does not switch half-way."""
+    first = _tiny_fit(synthetic_data_dir, tmp_path, **{"trainer.precision": trained_in})
+    monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo(tmp_path, machine_now))
+    resumed = _tiny_fit(synthetic_data_dir, tmp_path, epochs=2, resume=True)
+    assert resumed.dir == first.dir and resumed.metrics["epochs"] == 2
+    assert resumed.metrics["precision"] == trained_in
