@@ -106,8 +106,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def html_section(summary: Mapping[str, Any], folder: Path) -> str:
-    """The report as one ``<section>``, figures from ``folder`` embedded as data URIs."""
+def html_section(summary: Mapping[str, Any], folder: Path | None = None,
+                 figures: Mapping[str, str] | None = None) -> str:
+    """The report as one ``<section>``: figures from ``folder`` embedded as data URIs, or, where ``figures`` maps
+    a figure's file name to a link, linked (a page committed beside its figures); others are left out."""
     e = html.escape
     parts = ["<section class='explain-check'>"]
     for kind, payload in blocks(summary):
@@ -120,8 +122,13 @@ def html_section(summary: Mapping[str, Any], folder: Path) -> str:
                          + "</table>")
         elif kind == "figure":
             name, alt = payload
-            path = folder / name
-            if path.is_file():
+            if figures is not None:
+                if name in figures:
+                    parts.append(f"<figure><img alt='{e(alt)}' src='{e(figures[name])}'>"
+                                 f"<figcaption>{e(alt)}</figcaption></figure>")
+                continue
+            path = folder / name if folder is not None else None
+            if path is not None and path.is_file():
                 data = base64.b64encode(path.read_bytes()).decode("ascii")
                 parts.append(f"<figure><img alt='{e(alt)}' src='data:image/png;base64,{data}'>"
                              f"<figcaption>{e(alt)}</figcaption></figure>")

@@ -69,6 +69,30 @@ from fmnist.predictions import Predictions
 from fmnist.training.checkpoints import TrainedModel, load_trained
 
 
+@dataclass(frozen=True)
+class PhotoOptions:
+    """How photos are read and preprocessed (the limits guard against hostile inputs; see the CLI's help)."""
+
+    preprocess: str = RECOMMENDED
+    annotations: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_images: int = DEFAULT_MAX_IMAGES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    allow_private_hosts: bool = False
+
+    def check(self) -> None:
+        for flag, value in (("--timeout", self.timeout), ("--max-bytes", self.max_bytes),
+                            ("--max-pixels", self.max_pixels), ("--max-images", self.max_images),
+                            ("--max-json-bytes", self.max_json_bytes)):
+            if value <= 0:
+                raise FmnistError(f"{flag} must be positive, got {value}.")
+        if self.preprocess not in PREPROCESSORS:
+            raise FmnistError(f"--preprocess must be one of {', '.join(sorted(PREPROCESSORS))}, got "
+                              f"{self.preprocess!r}.")
+
+
 @dataclass
 class PhotoResult:
     source: PhotoSource
@@ -125,7 +149,7 @@ def _say(problem: InputProblem | str, message: str | None = None) -> None:
         print(f"{problem}: {message}", file=sys.stderr)
 
 
-def _manifest_sources(location: str, class_names: Sequence[str], args: argparse.Namespace,
+def _manifest_sources(location: str, class_names: Sequence[str], args: PhotoOptions,
                       data: object = None) -> tuple[object, list[PhotoSource], list[InputProblem]]:
     """``(manifest or None, its sources, problems)`` for a manifest file/URL, or for its already-parsed JSON."""
     limits = {"allow_private": args.allow_private_hosts, "max_images": args.max_images}
@@ -139,7 +163,7 @@ def _manifest_sources(location: str, class_names: Sequence[str], args: argparse.
     return manifest, sources, problems
 
 
-def iter_sources(inputs: Iterable[str], class_names: Sequence[str], args: argparse.Namespace, manifests: list,
+def iter_sources(inputs: Iterable[str], class_names: Sequence[str], args: PhotoOptions, manifests: list,
                  report: Callable[[InputProblem], None]) -> Iterator[PhotoSource]:
     """The command line's inputs, in order, expanded one at a time (``*.json`` files as IIIF manifests)."""
     for item in inputs:
@@ -154,7 +178,7 @@ def iter_sources(inputs: Iterable[str], class_names: Sequence[str], args: argpar
         yield from found
 
 
-def iter_loaded(sources: Iterable[PhotoSource], class_names: Sequence[str], args: argparse.Namespace,
+def iter_loaded(sources: Iterable[PhotoSource], class_names: Sequence[str], args: PhotoOptions,
                 manifests: list, report: Callable[[InputProblem], None],
                 cache: BoundedCache | None = None) -> Iterator[PhotoResult]:
     """Read + preprocess each source as it comes; URLs answering with JSON are read as IIIF manifests.
@@ -410,19 +434,36 @@ def load_members(locations: Sequence[str | Path], device: str) -> list[TrainedMo
     return members
 
 
-def cli_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    for flag, value in (("--top", args.top), ("--timeout", args.timeout), ("--max-bytes", args.max_bytes),
-                        ("--max-pixels", args.max_pixels), ("--max-images", args.max_images),
-                        ("--max-json-bytes", args.max_json_bytes)):
-        if value <= 0:
-            raise FmnistError(f"{flag} must be positive, got {value}.")
+@dataclass
+class PhotoRun:
+    """What :func:`predict_photos` did: the photos' results, the scored summary (labelled inputs), the failures."""
 
-    members = load_members([args.checkpoint, *args.ensemble], args.device)
+    out: Path
+    results: list[PhotoResult]
+    summary: dict | None
+    failures: int
+    csv_path: Path
+    annotations: list[Path]
+
+
+def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, out: str | Path | None = None,
+                   options: PhotoOptions | None = None, gradcam: bool = False, write_iiif: bool = False,
+                   top: int = 3, device: str = "cpu", show: bool = False) -> PhotoRun:
+    """Classify photos with one run (or the average of several runs' probabilities); write the report folder.
+
+    ``locations``: run folders or checkpoints (more than one: a small ensemble; Grad-CAM explains the first).
+    Bad inputs are named on stderr, one line each, and counted in ``failures``; none usable is one sentence.
+    """
+    options = options or PhotoOptions()
+    options.check()
+    if top <= 0:
+        raise FmnistError(f"--top must be positive, got {top}.")
+    members = load_members(list(locations), device)
     trained = members[0]
     names = trained.class_names
     model_name = trained.model_name if len(members) == 1 else f"{trained.model_name}-ensemble{len(members)}"
-    out = args.out or (trained.run_dir / "photos" if trained.run_dir else Path("reports") / "photos" / trained.model_name)
+    out = Path(out) if out else (trained.run_dir / "photos" if trained.run_dir
+                                 else Path("reports") / "photos" / trained.model_name)
     manifests: list = []
     failures = 0
 
@@ -431,26 +472,25 @@ def cli_main(argv: list[str]) -> int:
         _say(problem)
         failures += problem.fatal
 
-    top = min(args.top, len(names))
-    sources = iter_sources(args.inputs, names, args, manifests, report)
+    top = min(top, len(names))
+    sources = iter_sources(inputs, names, options, manifests, report)
     results: list[PhotoResult] = []  # 28x28 inputs and probabilities only: ~1 KB per photo
     steps = StepsSample()  # photo + mask kept only for the steps figure's 12 photos
     if not all(m.data_hparams.get("reframe") for m in members):
         print("note: photos are classified best by a model trained with configs/photo.yaml (docs/photos.md).")
     with PredictionWriter(out, names, top) as writer:
-        for result in classify(iter_loaded(sources, names, args, manifests, report), members):
+        for result in classify(iter_loaded(sources, names, options, manifests, report), members):
             writer.write(result)
             steps.offer(result.input, result.probs, result.source.label, result.source.name)
             results.append(result)
     if not results:
         raise FmnistError(f"none of the inputs could be used as a photo ({failures} problem(s), listed above).")
     pixels = torch.from_numpy(np.stack([r.input.pixels for r in results]))
-    csv_path = writer.csv_path
-    print_results(results, names, top)
+    if show:
+        print_results(results, names, top)
     save_contact_sheet(results, names, out / "inputs_sheet.png")
     steps.save(names, out / "steps.png")
-    if args.gradcam:
-
+    if gradcam:
         explained = explain(trained, pixels)
         items = explained_items(explained, pixels, names, [r.source.label for r in results],
                                 [r.source.name[-28:] for r in results])
@@ -458,17 +498,31 @@ def cli_main(argv: list[str]) -> int:
             save_figure(item, out / "gradcam" / f"{result.input_png.stem}.png")
         save_grid(items[:60], out / "gradcam" / "gradcam_grid.png", per_row=2,
                   title=f"{trained.model_name}: {METHODS[explained.method].title} at {explained.layer}")
+    summary = None
     if any(r.source.label is not None for r in results):
-        print_summary(score_labelled(results, names, model_name, args.preprocess,
-                                     [m.checkpoint for m in members], out),
-                      names, args.preprocess)
-    if args.write_annotations:
+        summary = score_labelled(results, names, model_name, options.preprocess, [m.checkpoint for m in members], out)
+        if show:
+            print_summary(summary, names, options.preprocess)
+    written: list[Path] = []
+    if write_iiif:
         if not manifests:
             _say("--write-annotations", "warning: no IIIF manifest among the inputs; nothing written.")
-        for path in write_annotations(manifests, results, names, model_name, out):
-            print(f"IIIF annotations: {path}")
-    print(f"predictions: {csv_path}; model inputs: {out / 'inputs'}" + (f"; Grad-CAM: {out / 'gradcam'}"
-                                                                        if args.gradcam else ""))
-    if failures:
-        print(f"{failures} input(s) could not be used (see the lines above).", file=sys.stderr)
-    return 1 if failures else 0
+        written = write_annotations(manifests, results, names, model_name, out)
+    return PhotoRun(out, results, summary, failures, writer.csv_path, written)
+
+
+def cli_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    options = PhotoOptions(preprocess=args.preprocess, annotations=tuple(args.annotations), timeout=args.timeout,
+                           max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_images=args.max_images,
+                           max_json_bytes=args.max_json_bytes, allow_private_hosts=args.allow_private_hosts)
+    run = predict_photos([args.checkpoint, *args.ensemble], args.inputs, out=args.out, options=options,
+                         gradcam=args.gradcam, write_iiif=args.write_annotations, top=args.top, device=args.device,
+                         show=True)
+    for path in run.annotations:
+        print(f"IIIF annotations: {path}")
+    print(f"predictions: {run.csv_path}; model inputs: {run.out / 'inputs'}" + (f"; Grad-CAM: {run.out / 'gradcam'}"
+                                                                               if args.gradcam else ""))
+    if run.failures:
+        print(f"{run.failures} input(s) could not be used (see the lines above).", file=sys.stderr)
+    return 1 if run.failures else 0

@@ -1,21 +1,21 @@
-"""``python -m fmnist.reproduce``: re-run both studies' experiments, then write RESULTS.md and an HTML page.
+"""``python -m fmnist.reproduce``: re-run both studies' experiments; each finished piece becomes a ledger record.
 
-Every piece runs through the same Python API a user would call (:func:`fmnist.training.fit`, the
-K-fold driver, the evaluator, the baselines, Grad-CAM), in order and resumably: a training run
-with a ``metrics.json`` is skipped, one killed mid-way resumes from its ``last.ckpt``, and every
-other step keeps its result file. ``--budget quick`` (a 10,000-image subset, a few epochs, one
-seed) finishes on a 2-core CPU in under 30 minutes and is labelled as such everywhere; ``--budget
-full`` is the studies' recipe (each model's config, 3 seeds, CV up to 30 epochs).
+Every piece runs through the same Python API a user would call (:func:`fmnist.training.fit`, the K-fold
+driver, the evaluator, the baselines, Grad-CAM, the photo predictor), in order and resumably, and writes its
+record into the results ledger (:mod:`fmnist.ledger`, ``results/`` of the repository) the moment it finishes.
+A piece whose record exists with today's recipe is skipped, on any machine: the ledger, not a run folder, is
+what a budget resumes from. Run folders (checkpoints, TensorBoard events, reports) go under ``--root``; a run
+killed mid-way resumes from its ``last.ckpt`` there. The pages are written from the ledger alone
+(:mod:`fmnist.reproduce.page`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,70 +26,135 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation.ensemble import evaluate_ensemble
 from fmnist.evaluation.predict import predict_baseline, predict_checkpoint
 from fmnist.evaluation.report import write_report
+from fmnist.files import write_bytes_atomic, write_json_atomic
 from fmnist.interpret.check import run_checks
 from fmnist.interpret.figures import explained_items, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
 from fmnist.interpret.selection import default_selection
+from fmnist.ledger import (
+    current,
+    find_record,
+    fingerprint,
+    make_record,
+    provenance,
+    sha256_file,
+    write_record,
+)
+from fmnist.photos.predict import PhotoOptions, predict_photos
+from fmnist.reproduce import records as R
 from fmnist.reproduce.experiments import (
-    BUDGETS,
     BY_NAME,
     DEFAULT_ROOT,
     EXPERIMENTS,
     GROUP_ALIASES,
-    NOT_RUN_FILE,
+    PHOTO_MODELS,
     ROBUSTNESS_OOD,
     Budget,
     Context,
     Experiment,
     get_budget,
-    load_not_run,
+    photos_dir,
     robustness_dir,
 )
 from fmnist.reproduce.page import write_results
-from fmnist.runs import git_commit, machine_description, read_json
-from fmnist.training.api import CONFIG_DIR, fit, resolve_config
+from fmnist.reproduce.recipes import (
+    CV_FOLDS,
+    EXPLAIN_CHECK_IMAGES,
+    EXPLAIN_CHECK_SANITY,
+    GALLERY_IMAGES,
+    PHOTO_PREPROCESS,
+    cv_config,
+    piece_recipe,
+    train_config,
+)
+from fmnist.runs import read_json
+from fmnist.training.api import run_config
 from fmnist.training.checkpoints import load_trained
 from fmnist.training.cv import run_cv
 
-
-# -- the pieces ---------------------------------------------------------------------------------------
-def _common_overrides(ctx: Context) -> dict[str, Any]:
-    """Settings every training piece of this budget shares (typed, for fmnist.training.fit)."""
-    overrides: dict[str, Any] = {"trainer.enable_progress_bar": sys.stdout.isatty()}
-    if ctx.budget.train_subset:
-        overrides["data.train_subset"] = ctx.budget.train_subset
-    if ctx.data_dir:
-        overrides["data.data_dir"] = ctx.data_dir
-    return overrides
+RECIPE_FILE = "recipe.json"  # in a run folder: the canonical recipe it was started with
+NOT_RUN_ITEM = "not-run"
 
 
-def _config_path(exp: Experiment) -> Path | None:
-    """The recipe a piece trains with: its own config (a study's, kept as an ablation) or, by default, the model's."""
-    return CONFIG_DIR / f"{exp.config}.yaml" if exp.config else None
+# -- records --------------------------------------------------------------------------------------------
+def _record(ctx: Context, exp: Experiment, item: str, recipe: Mapping[str, Any], metrics: Mapping[str, Any],
+            seconds: float | None, *, seed: int | None = None, commit: str | None = None,
+            extra: Mapping[str, Any] | None = None, **sections: Any) -> Path:
+    prov = provenance(device_name=ctx.device_name, commit=commit, command=ctx.command, seconds=seconds,
+                      **(extra or {}))
+    record = make_record(kind=exp.kind, budget=ctx.budget.name, experiment=exp.name, item=item, device=ctx.device,
+                         recipe=recipe, metrics=metrics, provenance=prov, title=exp.title, group=exp.group,
+                         seed=seed, **sections)
+    path = write_record(ctx.ledger, record)
+    ctx.log(f"  {exp.name} {item}: recorded {path}")
+    return path
 
 
-def _train(ctx: Context, exp: Experiment, seed: int) -> None:
+def _done(ctx: Context, exp: Experiment, item: str, recipe: Mapping[str, Any]) -> bool:
+    record = find_record(ctx.ledger, ctx.budget.name, exp.name, item, ctx.device)
+    if current(record, fingerprint(recipe)):
+        ctx.log(f"  {exp.name} {item}: in the ledger already")
+        return True
+    if record is not None:
+        ctx.log(f"  {exp.name} {item}: its record is of another recipe (stale); running it again")
+    return False
+
+
+def _checkpoint_entry(ctx: Context, path: str | Path | None) -> dict[str, Any] | None:
+    if not path or not Path(path).is_file():
+        return None
+    return {"name": R.relative_name(path, ctx.root), "sha256": sha256_file(path)}
+
+
+# -- the pieces -----------------------------------------------------------------------------------------
+def ensure_run(ctx: Context, exp: Experiment, seed: int) -> Path:
+    """A finished run folder of today's recipe for one seed: trained (or resumed) here when missing."""
     run_dir = ctx.run_dir(exp.name, seed)
+    recipe = piece_recipe(ctx, exp)
+    saved = read_json(run_dir / RECIPE_FILE)
+    if run_dir.exists() and saved is not None and fingerprint(saved) != fingerprint(recipe):
+        stale = run_dir.with_name(f"stale-{fingerprint(saved)}-{int(time.time())}")
+        ctx.log(f"  {exp.name} seed {seed}: {run_dir} was made with another recipe; moved to {stale}")
+        run_dir.rename(stale)
     if (run_dir / "metrics.json").is_file():
-        ctx.log(f"  {exp.name} seed {seed}: done already ({run_dir / 'metrics.json'})")
-        return
+        return run_dir
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     if resume:
         ctx.log(f"  {exp.name} seed {seed}: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}")
     elif run_dir.exists():
         shutil.rmtree(run_dir)  # started but no checkpoint yet: start clean
     ctx.log(f"  {exp.name} seed {seed}: training {exp.model}" + (f" ({exp.describe()})" if exp.describe() else ""))
+    if is_rank_zero():
+        write_json_atomic(run_dir / RECIPE_FILE, recipe, sort_keys=True)
     try:
-        fit(exp.model, config=_config_path(exp), overrides={**_common_overrides(ctx), **exp.overrides},
-            optimizer=exp.optimizer, seed=seed,
-            epochs=ctx.budget.epochs, gpus=ctx.gpus, logdir=ctx.root, name=ctx.run_name(exp.name, seed),
-            version="version_0", resume=resume)
+        run_config(train_config(ctx, exp, seed, resume=resume))
     except FmnistError as exc:
         raise FmnistError(f"training {exp.name} (seed {seed}) failed: {exc}") from None
     if is_rank_zero() and not (run_dir / "metrics.json").is_file():
         raise FmnistError(f"training {exp.name} (seed {seed}) did not finish; see the output above, fix it and "
                           f"rerun the same command: finished pieces are skipped.")
+    return run_dir
+
+
+def _train(ctx: Context, exp: Experiment, seed: int) -> None:
+    recipe = piece_recipe(ctx, exp)
+    item = f"s{seed}"
+    if _done(ctx, exp, item, recipe):
+        return
+    run_dir = ensure_run(ctx, exp, seed)
+    if not is_rank_zero():
+        return
+    out = ctx.root / "evaluation" / ctx.run_name(exp.name, seed)
+    report = read_json(out / "metrics.json") if _up_to_date(out / "metrics.json", run_dir) else None
+    if report is None:
+        pred = predict_checkpoint(run_dir, data_dir=ctx.data_dir)
+        report = write_report(pred, out, name=ctx.run_name(exp.name, seed), save_predictions=False)
+    metrics = read_json(run_dir / "metrics.json") or {}
+    _record(ctx, exp, item, recipe, R.run_metrics(metrics), metrics.get("wall_seconds"), seed=seed,
+            commit=metrics.get("git_commit"), extra={**R.run_provenance(metrics),
+                                                     "checkpoint": _checkpoint_entry(ctx, metrics.get("best_checkpoint"))},
+            model=exp.model, report=R.report_section(report), curves=R.read_curves(run_dir))
 
 
 def _up_to_date(product: Path, run_dir: Path) -> bool:
@@ -102,102 +167,178 @@ def _up_to_date(product: Path, run_dir: Path) -> bool:
                                   or product.stat().st_mtime >= run_metrics.stat().st_mtime)
 
 
-def _evaluate_run(ctx: Context, exp: Experiment, seed: int) -> None:
-    """Full evaluator report (confusion matrix, per-class F1, errors) of a finished run, for the page."""
-    out = ctx.root / "evaluation" / ctx.run_name(exp.name, seed)
-    if _up_to_date(out / "metrics.json", ctx.run_dir(exp.name, seed)):
-        return
-    pred = predict_checkpoint(ctx.run_dir(exp.name, seed), data_dir=ctx.data_dir)
-    write_report(pred, out, name=ctx.run_name(exp.name, seed), save_predictions=False)
-
-
 def _cv(ctx: Context, exp: Experiment) -> None:
-    cv_file = ctx.root / f"{exp.name}-cv" / "cv_results.json"
-    if cv_file.is_file() and json.loads(cv_file.read_text())["aggregate"]["folds_done"] == 3:
-        ctx.log(f"  {exp.name}: done already ({cv_file})")
+    recipe = piece_recipe(ctx, exp)
+    if _done(ctx, exp, "folds", recipe):
         return
-    ctx.log(f"  {exp.name}: 3-fold CV of {exp.model}, up to {ctx.budget.cv_epochs} epochs")
-    cfg = resolve_config(exp.model, config=_config_path(exp), overrides={**_common_overrides(ctx), **exp.overrides,
-                                               "early_stopping.patience": ctx.budget.cv_patience},
-                         optimizer=exp.optimizer, seed=ctx.budget.seeds[0], epochs=ctx.budget.cv_epochs,
-                         gpus=ctx.gpus, logdir=ctx.root, name=exp.name)
-    run_cv(cfg, 3)
-    if is_rank_zero() and not cv_file.is_file():
+    cv_file = ctx.root / f"{exp.name}-cv" / "cv_results.json"
+    started = time.perf_counter()
+    ctx.log(f"  {exp.name}: {CV_FOLDS}-fold CV of {exp.model}, up to {ctx.budget.cv_epochs} epochs")
+    run_cv(cv_config(ctx, exp), CV_FOLDS)
+    summary = read_json(cv_file)
+    if not is_rank_zero():
+        return
+    if not summary or summary["aggregate"]["folds_done"] != CV_FOLDS:
         raise FmnistError(f"{exp.name} did not finish; rerun the same command to resume its folds.")
+    fold_metrics = read_json(ctx.root / f"{exp.name}-cv" / "fold_0" / "metrics.json") or {}
+    seconds = sum(f.get("seconds") or 0.0 for f in summary["folds"]) or time.perf_counter() - started
+    _record(ctx, exp, "folds", recipe, R.cv_metrics(summary), seconds, seed=ctx.budget.seeds[0], model=exp.model,
+            commit=fold_metrics.get("git_commit"), extra=R.run_provenance(fold_metrics))
 
 
 def _baseline(ctx: Context, exp: Experiment) -> None:
-    out = ctx.root / "evaluation" / exp.name
-    if (out / "metrics.json").is_file():
-        ctx.log(f"  {exp.name}: done already ({out / 'metrics.json'})")
+    recipe = piece_recipe(ctx, exp)
+    if _done(ctx, exp, "fit", recipe):
         return
+    out = ctx.root / "evaluation" / exp.name
+    started = time.perf_counter()
     pred = predict_baseline(exp.model, data_dir=ctx.data_dir, train_subset=ctx.budget.baseline_subset,
                             artifacts_dir=ctx.root / "artifacts", log=ctx.log)
-    write_report(pred, out, name=exp.name, save_predictions=False)
+    report = write_report(pred, out, name=exp.name, save_predictions=False)
+    source = load_dataset("fashion", ctx.data_dir).provenance
+    _record(ctx, exp, "fit", recipe, R.baseline_metrics(report), time.perf_counter() - started,
+            extra={"data_files": R.data_files(source.as_dict() if source else None)},
+            model=exp.model, report=R.report_section(report))
+
+
+def has_finished(ctx: Context, exp: Experiment, model: str, seeds: list[int]) -> bool:
+    """Whether ``model``'s training piece has finished these seeds (in the ledger, or as run folders here).
+
+    A downstream piece only scores finished models: ``--only explain`` does not train every model first. A seed
+    in the ledger whose run folder is not on this machine is trained again (CPU runs repeat bit for bit).
+    """
+    upstream = BY_NAME[model]
+    recipe = fingerprint(piece_recipe(ctx, upstream))
+    missing = [seed for seed in seeds if not (ctx.run_dir(model, seed) / "metrics.json").is_file()
+               and not current(find_record(ctx.ledger, ctx.budget.name, model, f"s{seed}", ctx.device), recipe)]
+    if missing:
+        ctx.log(f"  {exp.name}: `{model}` has not finished seed(s) {', '.join(map(str, missing))}; run `--only "
+                f"{model}` first. Skipped.")
+    return not missing
+
+
+def _first_run(ctx: Context, exp: Experiment, model: str) -> tuple[Path, dict[str, Any]]:
+    """The first seed's run of ``model`` (trained here if its folder is not on this machine), its recipe."""
+    seed = ctx.budget.seeds[0]
+    return ensure_run(ctx, BY_NAME[model], seed), piece_recipe(ctx, exp, model)
 
 
 def _cross(ctx: Context, exp: Experiment) -> None:
+    seed = ctx.budget.seeds[0]
     for model in exp.needs:
-        seed = ctx.budget.seeds[0]
-        out = ctx.root / "evaluation" / f"{model}-s{seed}_mnist"
-        run = ctx.run_dir(model, seed)
-        if _up_to_date(out / "metrics.json", run):
+        item = f"{model}-s{seed}"
+        if _done(ctx, exp, item, piece_recipe(ctx, exp, model)) or not has_finished(ctx, exp, model, [seed]):
             continue
-        if not (run / "metrics.json").is_file():
-            ctx.log(f"  mnist-cross: no finished `{model}` run at {run}; run `--only {model}` first. Skipped.")
-            continue
+        run, recipe = _first_run(ctx, exp, model)
+        started = time.perf_counter()
         pred = predict_checkpoint(run, dataset="mnist", data_dir=ctx.data_dir)
-        write_report(pred, out, name=f"{model} on MNIST", save_predictions=False)
-
-
-EXPLAIN_CHECK_IMAGES = 500  # explain-check on the first test images of each gallery's model (docs/gradcam.md)
-EXPLAIN_CHECK_SANITY = 50  # of them, re-explained at each randomisation step
+        report = write_report(pred, ctx.root / "evaluation" / f"{model}-s{seed}_mnist", name=f"{model} on MNIST",
+                              save_predictions=False)
+        _record(ctx, exp, item, recipe, {"model": model, "accuracy": report["accuracy"]},
+                time.perf_counter() - started, seed=seed, model=model, report=R.report_section(report))
 
 
 def _gradcam(ctx: Context, exp: Experiment) -> None:
-    out = ctx.root / "gradcam"
+    """The gallery: the most confident right and wrong test image per class, explained; a committed figure."""
+    seed = ctx.budget.seeds[0]
     data = None
     for model in exp.needs:
-        path = out / f"{model}.png"
-        run = ctx.run_dir(model, ctx.budget.seeds[0])
-        if _up_to_date(path, run):
+        item = f"{model}-s{seed}"
+        if _done(ctx, exp, item, piece_recipe(ctx, exp, model)) or not has_finished(ctx, exp, model, [seed]):
             continue
-        if not (run / "metrics.json").is_file():
-            ctx.log(f"  gradcam: no finished `{model}` run at {run}; run `--only {model}` first. Skipped.")
-            continue
+        run, recipe = _first_run(ctx, exp, model)
+        started = time.perf_counter()
         data = data or load_dataset("fashion", ctx.data_dir)
         trained = load_trained(run)
-        images, labels = data.test_images[:2000], data.test_labels[:2000]
-        probs = trained.predict_proba(images)
-        chosen = default_selection(probs, labels)[:12]
+        images, labels = data.test_images[:GALLERY_IMAGES], data.test_labels[:GALLERY_IMAGES]
+        chosen = default_selection(trained.predict_proba(images), labels)[:12]
         picked = images[torch.tensor(chosen)].unsqueeze(1)
         result = explain(trained, picked.float() / 255.0)
         items = explained_items(result, picked, trained.class_names, labels=[int(labels[i]) for i in chosen])
-        save_grid(items, path, per_row=3, title=f"{METHODS[result.method].title}: {model} ({ctx.budget.name} budget), "
-                                                 f"most confident right and wrong test image per class")
-        # Whether the maps can be trusted (blank, deletion, randomisation), for the results page.
-        run_checks(trained, images[:EXPLAIN_CHECK_IMAGES], labels[:EXPLAIN_CHECK_IMAGES],
-                   out / f"{model}-explain-check", sanity_n=EXPLAIN_CHECK_SANITY)
+        figure = ctx.root / "gradcam" / f"{model}.png"
+        save_grid(items, figure, per_row=3, title=f"{METHODS[result.method].title}: {model} ({ctx.budget.name} "
+                                                 f"budget), most confident right and wrong test image per class")
+        committed = figure_path(ctx, f"gradcam_{model}.png")
+        write_bytes_atomic(committed, figure.read_bytes())
+        _record(ctx, exp, item, recipe, {"model": model, "method": result.method, "layer": result.layer,
+                                         "images": [int(i) for i in chosen]},
+                time.perf_counter() - started, seed=seed, model=model,
+                figure={"path": committed.relative_to(ctx.repo).as_posix(), "sha256": sha256_file(committed)})
+
+
+def figure_path(ctx: Context, name: str) -> Path:
+    """Committed figures of a budget: ``docs/results/<budget>/<name>`` in the repository."""
+    return ctx.repo / "docs" / "results" / ctx.budget.name / name
+
+
+def _explain(ctx: Context, exp: Experiment) -> None:
+    """Whether the maps can be trusted (blank, deletion, randomisation): one record per model's first seed."""
+    seed = ctx.budget.seeds[0]
+    data = None
+    for model in exp.needs:
+        item = f"{model}-s{seed}"
+        if _done(ctx, exp, item, piece_recipe(ctx, exp, model)) or not has_finished(ctx, exp, model, [seed]):
+            continue
+        run, recipe = _first_run(ctx, exp, model)
+        started = time.perf_counter()
+        data = data or load_dataset("fashion", ctx.data_dir)
+        out = ctx.root / "explain" / model
+        summary = run_checks(load_trained(run), data.test_images[:EXPLAIN_CHECK_IMAGES],
+                             data.test_labels[:EXPLAIN_CHECK_IMAGES], out, sanity_n=EXPLAIN_CHECK_SANITY)
+        figures = {}
+        for name in sorted({summary["figures"]["deletion_insertion"], summary["figures"]["randomisation"]}):
+            committed = figure_path(ctx, f"explain/{model}/{name}")
+            write_bytes_atomic(committed, (out / name).read_bytes())
+            figures[name] = committed.relative_to(ctx.repo).as_posix()
+        _record(ctx, exp, item, recipe, R.explain_metrics(summary, ctx.root), time.perf_counter() - started,
+                seed=seed, model=model, figures=figures)
 
 
 def _robustness(ctx: Context, exp: Experiment) -> None:
-    """Each model's finished seeds as one ensemble: members and ensemble on corruptions, OOD sets, calibration."""
+    """Each model's seeds as one ensemble: members and ensemble on corruptions, OOD sets, calibration."""
+    seeds = list(ctx.budget.seeds)
+    if len(seeds) < 2:
+        ctx.log(f"  robustness: the budget has {len(seeds)} seed; an ensemble needs two (`--seeds 42 43`). Skipped.")
+        return
     for model in exp.needs:
-        seeds = [seed for seed in ctx.budget.seeds if (ctx.run_dir(model, seed) / "metrics.json").is_file()]
-        if len(seeds) < 2:
-            ctx.log(f"  robustness: {model} has {len(seeds)} finished seed(s) of {len(ctx.budget.seeds)}; an "
-                    f"ensemble needs two (`--only {model}` with the budget's seeds, or `--seeds 42 43`). Skipped.")
+        item = model
+        recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
+        if _done(ctx, exp, item, recipe) or not has_finished(ctx, exp, model, seeds):
             continue
-        runs = [ctx.run_dir(model, seed) for seed in seeds]
+        runs = [ensure_run(ctx, BY_NAME[model], seed) for seed in seeds]
         members = [ctx.run_name(model, seed) for seed in seeds]
-        out = robustness_dir(ctx.root, model)
-        done = read_json(out / "ensemble.json")
-        if done and done.get("seeds") == members and all(_up_to_date(out / "ensemble.json", r) for r in runs):
-            continue
+        started = time.perf_counter()
         ctx.log(f"  robustness: {model} x{len(runs)} on fashion-c, OOD {', '.join(ROBUSTNESS_OOD)}, calibrated")
-        evaluate_ensemble(runs, out=out, corrupted="fashion-c", ood=ROBUSTNESS_OOD, calibrate=True,
-                          name=f"{model}x{len(runs)}", data_dir=ctx.data_dir, plots=True, extra={"seeds": members},
-                          device="cuda" if ctx.gpus else "cpu")  # scored where the runs were trained
+        summary = evaluate_ensemble(runs, out=robustness_dir(ctx.root, model), corrupted="fashion-c",
+                                    ood=ROBUSTNESS_OOD, calibrate=True, name=f"{model}x{len(runs)}",
+                                    data_dir=ctx.data_dir, plots=True, extra={"seeds": members},
+                                    device="cuda" if ctx.gpus else "cpu")  # scored where the runs were trained
+        _record(ctx, exp, item, recipe, R.ensemble_metrics(summary),
+                time.perf_counter() - started, model=model)
+
+
+def _photos(ctx: Context, exp: Experiment) -> None:
+    """The labelled development photos: every seed of the photo recipe, their ensemble, and ``deep`` beside."""
+    folder = photos_dir(ctx.data_dir)
+    assert folder is not None  # the piece's ``unavailable`` check ran first
+    options = PhotoOptions(preprocess=PHOTO_PREPROCESS)
+    photo, *others = PHOTO_MODELS
+    targets: list[tuple[str, str, list[int]]] = [(photo, f"{photo}-s{seed}", [seed]) for seed in ctx.budget.seeds]
+    if len(ctx.budget.seeds) > 1:
+        targets.append((photo, f"{photo}-ensemble", list(ctx.budget.seeds)))
+    targets += [(model, f"{model}-s{ctx.budget.seeds[0]}", [ctx.budget.seeds[0]]) for model in others]
+    for model, item, seeds in targets:
+        recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
+        if _done(ctx, exp, item, recipe) or not has_finished(ctx, exp, model, seeds):
+            continue
+        runs = [ensure_run(ctx, BY_NAME[model], seed) for seed in seeds]
+        started = time.perf_counter()
+        result = predict_photos(runs, [str(folder)], out=ctx.root / "photos" / item, options=options)
+        if result.summary is None:
+            raise FmnistError(f"{folder} holds no labelled photos; the photo piece needs labels.csv.")
+        _record(ctx, exp, item, recipe, {"model": model, "seeds": seeds, "failures": result.failures,
+                                         **R.photo_metrics(result.summary)},
+                time.perf_counter() - started, seed=seeds[0] if len(seeds) == 1 else None, model=model)
 
 
 # -- driver -------------------------------------------------------------------------------------------
@@ -221,108 +362,66 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(var, "0")) == 0 for var in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _record_not_run(ctx: Context, exp: Experiment, reason: str | None) -> None:
-    not_run = load_not_run(ctx.root)
-    if reason is None:
-        not_run.pop(exp.name, None)
-    else:
-        not_run[exp.name] = reason
-    ctx.results_dir.mkdir(parents=True, exist_ok=True)
-    (ctx.results_dir / NOT_RUN_FILE).write_text(json.dumps(not_run, indent=2) + "\n")
+def _record_not_run(ctx: Context, exp: Experiment, reason: str) -> None:
+    """A piece this machine cannot run: a record with the reason, so every page names it."""
+    recipe = {"experiment": exp.name, "reason": "unavailable"}
+    record = find_record(ctx.ledger, ctx.budget.name, exp.name, NOT_RUN_ITEM, ctx.device)
+    if record is None or record["metrics"].get("reason") != reason:
+        _record(ctx, exp, NOT_RUN_ITEM, recipe, {"status": "not run", "reason": reason}, None)
 
 
 def run_experiment(ctx: Context, exp: Experiment) -> bool:
     """Run (or resume) one piece; False when this machine cannot run it (the reason is recorded for the page)."""
     if exp.unavailable is not None:
-        reason = exp.unavailable()
-        if is_rank_zero():
-            _record_not_run(ctx, exp, reason)
+        reason = exp.unavailable(ctx.data_dir)
         if reason:
+            if is_rank_zero():
+                _record_not_run(ctx, exp, reason)
             ctx.log(f"  {exp.name}: not run on this machine: {reason}.")
             return False
     if exp.kind == "train":
         for seed in ctx.budget.seeds:
             _train(ctx, exp, seed)
-            if is_rank_zero():
-                _evaluate_run(ctx, exp, seed)
     elif exp.kind == "cv":
         _cv(ctx, exp)
     elif not is_rank_zero():  # every process takes part in DDP training; the rest is rank 0's
         return True
-    elif exp.kind == "baseline":
-        _baseline(ctx, exp)
-    elif exp.kind == "cross":
-        _cross(ctx, exp)
-    elif exp.kind == "gradcam":
-        _gradcam(ctx, exp)
-    elif exp.kind == "robustness":
-        _robustness(ctx, exp)
-    else:  # pragma: no cover - the table above is the only source of kinds
-        raise ValueError(exp.kind)
+    else:
+        PIECES[exp.kind](ctx, exp)
     return True
 
 
-def load_timings(root: Path) -> dict[str, Any]:
-    """Seconds, command, commit and machine of every finished piece under ``root``."""
-    path = root / "results" / "timings.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+PIECES: dict[str, Callable[[Context, Experiment], None]] = {
+    "baseline": _baseline, "cross": _cross, "gradcam": _gradcam, "explain": _explain, "robustness": _robustness,
+    "photos": _photos,
+}
 
 
-def _save_timings(ctx: Context) -> None:
-    ctx.results_dir.mkdir(parents=True, exist_ok=True)
-    (ctx.results_dir / "timings.json").write_text(json.dumps(ctx.timings, indent=2) + "\n")
-
-
-def _timing_from_runs(ctx: Context, exp: Experiment) -> dict[str, Any] | None:
-    """A finished training piece with no timing entry (lost, or made before timings existed): its runs' own record."""
-    if exp.kind != "train":
-        return None
-    seeds = [seed for seed in ctx.budget.seeds if (ctx.run_dir(exp.name, seed) / "metrics.json").is_file()]
-    runs = [json.loads((ctx.run_dir(exp.name, seed) / "metrics.json").read_text()) for seed in seeds]
-    if not runs:
-        return None
-    command = f"python -m fmnist.reproduce --budget {ctx.budget.name} --only {exp.name}"
-    if ctx.budget.name in BUDGETS and tuple(seeds) != BUDGETS[ctx.budget.name].seeds:
-        command += " --seeds " + " ".join(map(str, seeds))
-    return {"seconds": round(sum(r.get("wall_seconds") or 0.0 for r in runs), 1), "machine": machine_description(),
-            "finished_at": max(r.get("finished_at") or "" for r in runs),
-            "command": command, "commit": runs[0].get("git_commit"), "from": "the runs' metrics.json (wall seconds of training + test)"}
+def command_line() -> str | None:
+    """The command that is running, as a user would retype it (None when called from Python)."""
+    if Path(sys.argv[0]).name in ("__main__.py", "reproduce.py") or sys.argv[0].endswith("fmnist.reproduce"):
+        return "python -m fmnist.reproduce " + " ".join(sys.argv[1:])
+    return None
 
 
 def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int = 0, root: str | Path | None = None,
               data_dir: str | None = None, report: bool = True, repo: Path | None = None,
-              seeds: list[int] | None = None, log: Callable[[str], None] = print) -> Path | None:
-    """Run (or resume) the selected experiments under ``budget``; write the results page. Returns RESULTS path.
+              ledger: Path | None = None, seeds: list[int] | None = None,
+              log: Callable[[str], None] = print) -> Path | None:
+    """Run (or resume) the selected experiments under ``budget``; write the results pages. Returns RESULTS path.
 
-    ``repo`` is where RESULTS*.md, the HTML page and the committed figures go (default: the working directory).
+    ``repo`` is where RESULTS*.md, README, the HTML page and the committed figures go (default: the working
+    directory); ``ledger`` where records go (default ``<repo>/results``).
     """
     base = budget if isinstance(budget, Budget) else get_budget(budget)
     spec = Budget(**{**base.__dict__, "seeds": tuple(seeds)}) if seeds else base
-    ctx = Context(spec, Path(root) if root else DEFAULT_ROOT / spec.name, gpus, data_dir, log)
+    repo = Path(repo) if repo else Path.cwd()
+    ctx = Context(spec, Path(root) if root else DEFAULT_ROOT / spec.name, gpus, data_dir, log,
+                  ledger=Path(ledger) if ledger else repo / "results", repo=repo, command=command_line())
     ctx.root.mkdir(parents=True, exist_ok=True)
-    ctx.timings = load_timings(ctx.root)
-    command = "python -m fmnist.reproduce " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("reproduce.py") else None
     for exp in select(only):
         log(f"[{spec.name}] {exp.name}: {exp.title}")
-        started = time.perf_counter()
-        ran = run_experiment(ctx, exp)
-        seconds = time.perf_counter() - started
-        if not ran or not is_rank_zero():
-            continue
-        # Re-read before writing: another invocation (say --only vggbn beside --only deep) may have saved since.
-        ctx.timings = load_timings(ctx.root)
-        entry = ctx.timings.get(exp.name)
-        backfilled = _timing_from_runs(ctx, exp) if entry is None and seconds <= 1.0 else None
-        if backfilled:  # finished earlier, its timing lost or never written: the runs' own record
-            entry = backfilled
-        elif entry is None or seconds > 1.0:  # a skipped piece keeps the time it took when it ran
-            entry = entry or {"seconds": 0.0}
-            entry.update(seconds=round(entry.get("seconds", 0.0) + seconds, 1), machine=machine_description(),
-                         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), command=command, commit=git_commit())
-        ctx.timings[exp.name] = entry
-        _save_timings(ctx)
+        run_experiment(ctx, exp)
     if not report or not is_rank_zero():
         return None
-    # The page shows every finished seed of the budget, not only those this invocation was asked to run.
-    return write_results(ctx.root, base, ctx.timings, repo=repo)
-
+    return write_results(ctx.ledger, base, repo=repo)

@@ -33,6 +33,10 @@ from fmnist.training.quiet import quiet_known_noise
 
 DEFAULT_LOGDIR = "lightning_logs"
 AUTO_NAME = "auto"  # logger name placeholder: replaced by the model name
+DEFAULT_MAX_EPOCHS = 15
+# The studies' callbacks: EarlyStopping(val_loss, patience 3), the best checkpoint by val_loss, and last.ckpt.
+EARLY_STOPPING_DEFAULTS = {"monitor": "val_loss", "mode": "min", "patience": 3}
+CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "filename": "best", "save_last": True, "save_top_k": 1}
 
 
 def _input_size(model_name: str) -> int:
@@ -58,7 +62,7 @@ class FmnistCLI(LightningCLI):
         kwargs["trainer_defaults"] = {
             "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                        "init_args": {"save_dir": DEFAULT_LOGDIR, "name": AUTO_NAME}},
-            "max_epochs": 15,
+            "max_epochs": DEFAULT_MAX_EPOCHS,
             **(kwargs.get("trainer_defaults") or {}),
         }
         kwargs.setdefault("parser_kwargs", {"default_env": False})
@@ -82,11 +86,9 @@ class FmnistCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.mode": "min",
-                             "early_stopping.patience": 3})
+        parser.set_defaults({f"early_stopping.{key}": value for key, value in EARLY_STOPPING_DEFAULTS.items()})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val_loss", "checkpoint.mode": "min", "checkpoint.filename": "best",
-                             "checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, test the best checkpoint and write metrics.json")
         parser.link_arguments("model.model_name", "data.image_size", compute_fn=_input_size)

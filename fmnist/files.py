@@ -1,0 +1,102 @@
+"""Writing files that a later command reads: atomically, finite, and with one sentence when the disk says no.
+
+Why: a run killed mid-write, or a disk that fills up, must never leave half a ``metrics.json``, record or
+checkpoint where the next command (``--resume``, ``evaluate.py``, the results page) will read it. Every such
+file is written to a temporary file in the same folder, flushed to disk, and renamed over the old one, so a
+reader sees either the previous good file or the new one. JSON we write never holds NaN or Infinity (strict
+parsers refuse them): non-finite floats become ``null``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from fmnist.errors import FmnistError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_error(path: Path, exc: OSError) -> FmnistError:
+    """One sentence for an OSError while writing ``path`` (a full disk named as such)."""
+    if exc.errno in NO_SPACE:
+        return FmnistError(f"no space left on the disk holding {path}; free some space (or write elsewhere) and "
+                           f"run the command again: the previous file, if any, is kept.")
+    return FmnistError(f"cannot write {path} ({exc.strerror or exc}); check the folder exists and is writable.")
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    A failure (full disk, signal, exception in ``write``) removes the temporary file and keeps the old ``path``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise disk_error(path, exc) from None
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(fd, _mode_for(path))
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(path, exc) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a plain ``open(path, "w")`` would give: the old file's, else 0666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    return write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-Infinity) replaced by None, containers walked."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def json_text(obj: Any, *, sort_keys: bool = False, indent: int | None = 2,
+              default: Callable[[Any], Any] | None = None) -> str:
+    """Strict JSON (no NaN/Infinity: they become null) with a final newline."""
+    if default is not None:  # numpy scalars and the like first, so that their NaNs are caught too
+        obj = json.loads(json.dumps(obj, default=default, allow_nan=True))
+    return json.dumps(finite(obj), sort_keys=sort_keys, indent=indent, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: str | Path, obj: Any, *, sort_keys: bool = False, indent: int | None = 2,
+                      default: Callable[[Any], Any] | None = None) -> Path:
+    """Write ``obj`` as strict JSON, atomically (see :func:`write_atomic`)."""
+    return write_text_atomic(path, json_text(obj, sort_keys=sort_keys, indent=indent, default=default))
