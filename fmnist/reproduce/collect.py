@@ -118,8 +118,12 @@ class Freshness:
         if key not in self._cache:
             self._cache[key] = piece_recipe(self.ctx, exp, model)
         recipe = dict(self._cache[key])
-        if "seeds" in record["recipe"]:  # ensembles and photo items name the seeds they average
-            recipe["seeds"] = record["recipe"]["seeds"]
+        # Ensembles and photo items name the seeds they average; the photo set is the data a photo record was
+        # scored on (like the dataset files' sha256), not part of the recipe: a machine without the photos still
+        # tells a current photo record from a stale one.
+        for own in ("seeds", "photos"):
+            if own in record["recipe"]:
+                recipe[own] = record["recipe"][own]
         return fingerprint(recipe)
 
     def is_current(self, record: Mapping[str, Any]) -> bool:
