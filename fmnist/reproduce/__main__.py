@@ -17,7 +17,7 @@ from fmnist.training.distributed import end_process_group
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fmnist.reproduce",
-        description="Re-run both studies' experiments (resumable), then write RESULTS.md and reports/index.html.",
+        description="Re-run both studies' experiments (resumable), recording each finished piece in the results ledger, then write RESULTS.md, the HTML page and README's table from it.",
         epilog="experiments: " + ", ".join(BY_NAME) + "; groups: " + ", ".join(GROUP_ALIASES),
     )
     parser.add_argument("--budget", default="quick", help="quick (<30 min on a 2-core CPU) or full (the studies' "

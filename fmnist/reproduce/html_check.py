@@ -73,7 +73,7 @@ def render(page: str | Path, screenshot: str | Path | None = None, timeout: floa
 
 def cli_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmnist.reproduce.html_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("page", nargs="?", default="reports/index.html")
+    parser.add_argument("page", nargs="?", default="docs/results/full/index.html")
     parser.add_argument("--screenshot", default=None, help="also save a PNG screenshot here")
     args = parser.parse_args(argv)
     try:
