@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.baselines import parse_params
-from fmnist.data.corruptions import CORRUPTED_SETS, CORRUPTIONS
+from fmnist.data.corrupted_sets import CORRUPTED_SETS
+from fmnist.data.corruptions import CORRUPTIONS
 from fmnist.data.sources import DATASETS
 from fmnist.errors import FmnistError
 from fmnist.evaluation import robustness as R

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.data.corruptions import CORRUPTED_SETS
+from fmnist.data.corrupted_sets import CORRUPTED_SETS
 from fmnist.data.sources import DATASETS, load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation import ood as O

@@ -1,6 +1,6 @@
 """Accuracy under corruption: per corruption, by severity, the mean, and mCE against a reference model.
 
-The corrupted test set (``fashion-c``, :mod:`fmnist.data.corruptions`) is generated once under the
+The corrupted test set (``fashion-c``, :mod:`fmnist.data.corrupted_sets`) is generated once under the
 data root and reused; each corruption is a split of the 10,000 test images with a random severity
 (1-5) per image, as in Fashion-MNIST-C. Every split goes through the same evaluator as the clean test
 set (:func:`fmnist.evaluation.metrics.compute_metrics`), so accuracy, NLL and ECE mean the same thing.
@@ -25,16 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.data.corruptions import (
-    CORRUPTIONS,
-    MANIFEST_NAME,
-    SEVERITIES,
-    SEVERITY_INDEPENDENT,
-    Severity,
-    corrupted_set,
-    ensure_corrupted,
-    read_corrupted_split,
-)
+from fmnist.data.corrupted_sets import MANIFEST_NAME, corrupted_set, ensure_corrupted, read_corrupted_split
+from fmnist.data.corruptions import CORRUPTIONS, SEVERITIES, SEVERITY_INDEPENDENT, Severity
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation import trust_plots as T

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import write_synthetic_dataset
 
+from fmnist.data import corrupted_sets as fs
 from fmnist.data import corruptions as fc
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
@@ -168,55 +169,55 @@ def _mtimes(folder: Path) -> dict[str, int]:
 
 
 def test_write_read_round_trip_and_reuse(tmp_path):
-    folder = fc.write_corrupted(tmp_path / "c", IMAGES, LABELS, seed=5)
+    folder = fs.write_corrupted(tmp_path / "c", IMAGES, LABELS, seed=5)
     assert folder == tmp_path / "c"
-    manifest = json.loads((folder / fc.MANIFEST_NAME).read_text())
+    manifest = json.loads((folder / fs.MANIFEST_NAME).read_text())
     assert manifest["seed"] == 5 and manifest["severity"] == "random" and manifest["names"] == NAMES
     assert manifest["source"]["count"] == len(IMAGES) and len(manifest["source"]["images_sha256"]) == 64
     assert set(manifest["files"]) == set(NAMES)
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     expected = fc.generate(IMAGES, seed=5)
     for name in NAMES:
-        images, labels = fc.read_corrupted(folder, name)
+        images, labels = fs.read_corrupted(folder, name)
         np.testing.assert_array_equal(images, expected[name])
         np.testing.assert_array_equal(labels, LABELS)
 
     before = _mtimes(folder)
-    assert fc.write_corrupted(folder, IMAGES, LABELS, seed=5) == folder
+    assert fs.write_corrupted(folder, IMAGES, LABELS, seed=5) == folder
     assert _mtimes(folder) == before
 
 
 def test_regenerates_on_other_seed_severity_or_damage(tmp_path):
-    folder = fc.write_corrupted(tmp_path, IMAGES, LABELS, seed=5, severity=2)
-    old_rotate = fc.read_corrupted(folder, "rotate")[0]
+    folder = fs.write_corrupted(tmp_path, IMAGES, LABELS, seed=5, severity=2)
+    old_rotate = fs.read_corrupted(folder, "rotate")[0]
 
-    fc.write_corrupted(folder, IMAGES, LABELS, seed=6, severity=2)
-    assert json.loads((folder / fc.MANIFEST_NAME).read_text())["seed"] == 6
-    new_rotate = fc.read_corrupted(folder, "rotate")[0]
+    fs.write_corrupted(folder, IMAGES, LABELS, seed=6, severity=2)
+    assert json.loads((folder / fs.MANIFEST_NAME).read_text())["seed"] == 6
+    new_rotate = fs.read_corrupted(folder, "rotate")[0]
     assert not np.array_equal(new_rotate, old_rotate)
     np.testing.assert_array_equal(new_rotate, fc.corrupt(IMAGES, "rotate", 2, 6))
 
-    fc.write_corrupted(folder, IMAGES, LABELS, seed=6, severity=4)
-    np.testing.assert_array_equal(fc.read_corrupted(folder, "scale")[0], fc.corrupt(IMAGES, "scale", 4, 0))
+    fs.write_corrupted(folder, IMAGES, LABELS, seed=6, severity=4)
+    np.testing.assert_array_equal(fs.read_corrupted(folder, "scale")[0], fc.corrupt(IMAGES, "scale", 4, 0))
 
     (folder / "scale.npz").write_bytes(b"damaged")
-    fc.write_corrupted(folder, IMAGES, LABELS, seed=6, severity=4)
-    np.testing.assert_array_equal(fc.read_corrupted(folder, "scale")[0], fc.corrupt(IMAGES, "scale", 4, 0))
+    fs.write_corrupted(folder, IMAGES, LABELS, seed=6, severity=4)
+    np.testing.assert_array_equal(fs.read_corrupted(folder, "scale")[0], fc.corrupt(IMAGES, "scale", 4, 0))
 
     other_labels = (LABELS + 1) % 10
-    fc.write_corrupted(folder, IMAGES, other_labels, seed=6, severity=4)
-    np.testing.assert_array_equal(fc.read_corrupted(folder, "scale")[1], other_labels)
+    fs.write_corrupted(folder, IMAGES, other_labels, seed=6, severity=4)
+    np.testing.assert_array_equal(fs.read_corrupted(folder, "scale")[1], other_labels)
 
 
 def test_labels_must_match_images(tmp_path):
     with pytest.raises(FmnistError, match="one label per image"):
-        fc.write_corrupted(tmp_path, IMAGES, LABELS[:-1])
+        fs.write_corrupted(tmp_path, IMAGES, LABELS[:-1])
     assert not list(tmp_path.iterdir())
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
-    return fc.write_corrupted(tmp_path_factory.mktemp("corrupted"), IMAGES[:4], LABELS[:4], seed=1)
+    return fs.write_corrupted(tmp_path_factory.mktemp("corrupted"), IMAGES[:4], LABELS[:4], seed=1)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -228,30 +229,30 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def _set_sha(folder: Path, name: str) -> None:
     """Make the manifest vouch for whatever ``name``'s file now holds, to reach the loader's own checks."""
-    manifest = json.loads((folder / fc.MANIFEST_NAME).read_text())
-    manifest["files"][name]["sha256"] = fc._file_sha256(folder / f"{name}.npz")
-    (folder / fc.MANIFEST_NAME).write_text(json.dumps(manifest))
+    manifest = json.loads((folder / fs.MANIFEST_NAME).read_text())
+    manifest["files"][name]["sha256"] = fs._file_sha256(folder / f"{name}.npz")
+    (folder / fs.MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
 def test_read_errors_are_one_clear_sentence(written, tmp_path):
     with pytest.raises(FmnistError, match="Unknown corruption 'snow'; use one of: .*gaussian_blur"):
-        fc.read_corrupted(written, "snow")
+        fs.read_corrupted(written, "snow")
     with pytest.raises(FmnistError, match="manifest.json is missing.*write_corrupted"):
-        fc.read_corrupted(tmp_path, "rotate")
+        fs.read_corrupted(tmp_path, "rotate")
 
     folder = _copy(written, tmp_path / "missing")
     os.remove(folder / "rotate.npz")
     with pytest.raises(FmnistError, match=r"rotate\.npz: file is missing; rerun write_corrupted"):
-        fc.read_corrupted(folder, "rotate")
+        fs.read_corrupted(folder, "rotate")
 
     folder = _copy(written, tmp_path / "truncated")
     data = (folder / "rotate.npz").read_bytes()
     (folder / "rotate.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(FmnistError, match=r"rotate\.npz: contents do not match manifest\.json"):
-        fc.read_corrupted(folder, "rotate")
+        fs.read_corrupted(folder, "rotate")
     _set_sha(folder, "rotate")
     with pytest.raises(FmnistError, match=r"rotate\.npz: not a readable corrupted split") as info:
-        fc.read_corrupted(folder, "rotate")
+        fs.read_corrupted(folder, "rotate")
     assert str(info.value).count("; ") == 1 and str(info.value).endswith(".")
 
     folder = _copy(written, tmp_path / "pickled")
@@ -259,23 +260,23 @@ def test_read_errors_are_one_clear_sentence(written, tmp_path):
         np.savez(handle, images=np.array([object()], dtype=object), labels=LABELS[:1])
     _set_sha(folder, "rotate")
     with pytest.raises(FmnistError, match="not a readable corrupted split"):
-        fc.read_corrupted(folder, "rotate")
+        fs.read_corrupted(folder, "rotate")
 
     folder = _copy(written, tmp_path / "wrong_shape")
     with (folder / "rotate.npz").open("wb") as handle:
         np.savez(handle, images=np.zeros((2, 5, 5), np.uint8), labels=LABELS[:2])
     _set_sha(folder, "rotate")
     with pytest.raises(FmnistError, match=r"not uint8 \[N, 28, 28\] and \[N\]"):
-        fc.read_corrupted(folder, "rotate")
+        fs.read_corrupted(folder, "rotate")
 
     folder = _copy(written, tmp_path / "bad_manifest")
-    (folder / fc.MANIFEST_NAME).write_text("{not json")
+    (folder / fs.MANIFEST_NAME).write_text("{not json")
     with pytest.raises(FmnistError, match="unreadable manifest"):
-        fc.read_corrupted(folder, "rotate")
+        fs.read_corrupted(folder, "rotate")
 
 
 def test_interrupted_write_leaves_no_partial_files(tmp_path, monkeypatch):
-    folder = fc.write_corrupted(tmp_path, IMAGES, LABELS, seed=1)
+    folder = fs.write_corrupted(tmp_path, IMAGES, LABELS, seed=1)
     real_savez = np.savez_compressed
 
     def failing_savez(handle, **arrays):
@@ -285,37 +286,37 @@ def test_interrupted_write_leaves_no_partial_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez_compressed", failing_savez)
     with pytest.raises(KeyboardInterrupt):
-        fc.write_corrupted(folder, IMAGES, LABELS, seed=2)
+        fs.write_corrupted(folder, IMAGES, LABELS, seed=2)
     monkeypatch.undo()
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
     with pytest.raises(FmnistError, match="manifest.json is missing"):  # never a manifest over mixed files
-        fc.read_corrupted(folder, "shot_noise")
-    fc.write_corrupted(folder, IMAGES, LABELS, seed=2)
-    np.testing.assert_array_equal(fc.read_corrupted(folder, "rotate")[0], fc.corrupt(IMAGES, "rotate", "random", 2))
+        fs.read_corrupted(folder, "shot_noise")
+    fs.write_corrupted(folder, IMAGES, LABELS, seed=2)
+    np.testing.assert_array_equal(fs.read_corrupted(folder, "rotate")[0], fc.corrupt(IMAGES, "rotate", "random", 2))
 
 
 # -- the named corrupted set under a data root -------------------------------------------------------
 def test_corrupted_dir_follows_the_writable_data_roots(tmp_path, monkeypatch):
-    assert fc.corrupted_dir("fashion-c", tmp_path, seed=3, severity=2) == tmp_path / "FashionMNIST-C" / "seed3-2"
+    assert fs.corrupted_dir("fashion-c", tmp_path, seed=3, severity=2) == tmp_path / "FashionMNIST-C" / "seed3-2"
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "env"))
-    assert fc.corrupted_dir() == tmp_path / "env" / "FashionMNIST-C" / "seed0-random"
+    assert fs.corrupted_dir() == tmp_path / "env" / "FashionMNIST-C" / "seed0-random"
     monkeypatch.delenv("FMNIST_DATA_DIR")
-    assert fc.corrupted_dir() == Path("data") / "FashionMNIST-C" / "seed0-random"
+    assert fs.corrupted_dir() == Path("data") / "FashionMNIST-C" / "seed0-random"
     with pytest.raises(FmnistError, match="Unknown corrupted test set 'mnist-c'; choose one of: fashion-c"):
-        fc.corrupted_dir("mnist-c")
+        fs.corrupted_dir("mnist-c")
     with pytest.raises(FmnistError, match="Seed must be a non-negative integer"):
-        fc.corrupted_dir(seed=-1)
+        fs.corrupted_dir(seed=-1)
 
 
 def test_ensure_corrupted_generates_once_from_the_test_split(tmp_path):
     write_synthetic_dataset(tmp_path, "fashion", n_train=20, n_test=30)
-    folder = fc.ensure_corrupted("fashion-c", tmp_path, seed=4)
+    folder = fs.ensure_corrupted("fashion-c", tmp_path, seed=4)
     assert folder == tmp_path / "FashionMNIST-C" / "seed4-random"
     before = _mtimes(folder)
-    assert fc.ensure_corrupted("fashion-c", tmp_path, seed=4) == folder
+    assert fs.ensure_corrupted("fashion-c", tmp_path, seed=4) == folder
     assert _mtimes(folder) == before  # reused, not regenerated
     test = load_dataset("fashion", tmp_path)
-    split = fc.read_corrupted_split(folder, "rotate")
+    split = fs.read_corrupted_split(folder, "rotate")
     np.testing.assert_array_equal(split.images, fc.corrupt(test.test_images.numpy(), "rotate", "random", 4))
     np.testing.assert_array_equal(split.labels, test.test_labels.numpy())
     assert split.name == "rotate" and split.severities.dtype == np.uint8
@@ -323,6 +324,6 @@ def test_ensure_corrupted_generates_once_from_the_test_split(tmp_path):
 
 
 def test_split_severities_are_the_ones_each_image_got(written):
-    split = fc.read_corrupted_split(written, "scale")
+    split = fs.read_corrupted_split(written, "scale")
     for image, original, severity in zip(split.images, IMAGES[:4], split.severities, strict=True):
         np.testing.assert_array_equal(image, fc.corrupt(original[None], "scale", int(severity), 0)[0])
