@@ -13,8 +13,7 @@ from fmnist.models.base import FeatureClassifier
 from fmnist.models.registry import register_model
 
 
-@register_model("lenet5", source="study B (discussed), LeCun 1998", target_layer="features.conv2",
-                description="LeNet-5: 2 conv (6/16, 5x5) + avg-pool, dense 120/84")
+@register_model("lenet5")
 def lenet5(num_classes: int = 10) -> nn.Module:
     return FeatureClassifier(
         features=nn.Sequential(OrderedDict(
@@ -53,8 +52,7 @@ def imagenet_weights_problem() -> str | None:
     return None
 
 
-@register_model("resnet18", source="study B", input_size=32, channels=3, target_layer="features.layer1",
-                description="torchvision ResNet18 on 32x32 RGB (upscaled, grey replicated); GAP + dense 10")
+@register_model("resnet18")
 def resnet18(num_classes: int = 10, pretrained: bool = False, freeze_backbone: bool = False) -> nn.Module:
     """ResNet18 three ways: study B's frozen ImageNet backbone (``pretrained=True, freeze_backbone=True``), the
     same weights fine-tuned (``pretrained=True``), or trained from scratch (the default, which runs offline).

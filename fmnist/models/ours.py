@@ -21,8 +21,7 @@ def _conv_bn(c_in: int, c_out: int, padding: int) -> list[tuple[str, nn.Module]]
             ("relu", nn.ReLU())]
 
 
-@register_model("vggbn", source="ours", target_layer="features.conv4",
-                description="our recipe: 4 conv (32-32-64-64) + BatchNorm, 2 max-pools, dense 512 (595,626 params)")
+@register_model("vggbn")
 def vggbn(num_classes: int = 10, width: int = 32, hidden: int = 512, dropout: float = 0.25,
           head_dropout: float = 0.5, padding: int = 0) -> nn.Module:
     """``width`` scales every conv (32 -> 32/32/64/64); ``padding=1`` keeps 28x28 ("same"; 2.8x the cost)."""

@@ -1,18 +1,18 @@
-"""Name -> model builder table, filled by the ``@register_model`` decorator (timm-style).
+"""Name -> model builder, filled by the ``@register_model`` decorator (timm-style).
 
-Models are plain ``nn.Module``s; Lightning never appears here. Each entry records what the
-rest of the code needs to know without building the model: the input it expects (so the
-data module can resize / replicate channels) and the layer explanations attach to (Grad-CAM).
+Models are plain ``nn.Module``s; Lightning never appears here. What each model is (description, input, explained
+layer, parameter count) lives in :mod:`fmnist.catalog`, which needs no torch; a builder attaches to its
+catalog entry by name, and a study's alias (``cnn2``) uses the builder of the entry it names.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
+from fmnist.catalog import CATALOG, ModelInfo, add_model_info, model_info
 from fmnist.errors import FmnistError
 
 
@@ -28,41 +28,43 @@ class ModelSpec:
     alias_of: str | None = None  # another entry's name when this one is only a second name for it
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(name: str, *, description: str, source: str, input_size: int = 28, channels: int = 1,
-                   target_layer: str | None = None) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``builder`` under ``name``; ``builder(num_classes=10, **kwargs)`` returns an ``nn.Module``."""
+def register_model(name: str, *, description: str | None = None, source: str | None = None, input_size: int = 28,
+                   channels: int = 1, target_layer: str | None = None
+                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Attach ``builder`` to the catalog entry ``name``; ``builder(num_classes=10, **kwargs)`` returns an ``nn.Module``.
+
+    A model of your own (not in the catalog) gives its ``description`` and ``source`` here and joins the catalog.
+    """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
+        if name in _BUILDERS:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, source, input_size, channels, target_layer)
+        if name not in CATALOG:
+            if description is None or source is None:
+                raise ValueError(f"model {name!r} is not in fmnist.catalog: give description= and source=")
+            add_model_info(ModelInfo(name, description, source, None, input_size, channels, target_layer))
+        _BUILDERS[name] = builder
         return builder
 
     return decorate
 
 
-def register_alias(alias: str, target: str, *, description: str, source: str) -> None:
-    """A second name for a registered model (study B's table names): same builder, options and layer."""
-    if alias in _REGISTRY:
-        raise ValueError(f"model {alias!r} is registered twice")
-    spec = get_spec(target)
-    _REGISTRY[alias] = ModelSpec(alias, spec.builder, description, source, spec.input_size, spec.channels,
-                                 spec.target_layer, alias_of=target)
-
-
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (e.g. ``"cnn*"``), in registration order."""
-    return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
-
-
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise FmnistError(f"Unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}.") from None
+    info = model_info(name)
+    builder = _BUILDERS.get(info.alias_of or name)
+    if builder is None:
+        raise FmnistError(f"model {name!r} is in the catalog but has no builder; register one with @register_model.")
+    return ModelSpec(info.name, builder, info.description, info.source, info.input_size, info.channels,
+                     info.target_layer, info.alias_of)
+
+
+def builders() -> dict[str, Callable[..., nn.Module]]:
+    """Every registered builder by name (aliases excluded)."""
+    return dict(_BUILDERS)
+
 
 
 def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:

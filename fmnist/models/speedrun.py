@@ -96,9 +96,7 @@ def _norm(channels: int, momentum: float, affine_weight: bool) -> nn.BatchNorm2d
     return norm
 
 
-@register_model("speedrun", source="ours", target_layer="features.conv1",
-                description="time-to-accuracy CNN: frozen patch-whitening stem, conv 24/48/96 + BatchNorm + ReLU "
-                            "(57,042 params)")
+@register_model("speedrun")
 def speedrun(num_classes: int = 10, widths: Sequence[int] = (24, 48, 96), depth: int = 1, stem: str = "whiten",
              stem_kernel: int = 3, stem_stride: int = 2, activation: str = "relu", bn_momentum: float = 0.1,
              bn_weight: bool = True, dirac: bool = False) -> nn.Module:

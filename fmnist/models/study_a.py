@@ -42,14 +42,12 @@ class StudyAResNet(FeatureClassifier):
         )
 
 
-@register_model("resnet", source="study A", target_layer="features.block1",
-                description="small ResNet: conv32, 2 residual blocks, GAP (37,898 params)")
+@register_model("resnet")
 def resnet(num_classes: int = 10) -> nn.Module:
     return StudyAResNet(num_classes)
 
 
-@register_model("cnn", source="study A", target_layer="features.conv2",
-                description="3 conv (32/64/128) + 2 max-pool, dense 128")
+@register_model("cnn")
 def cnn(num_classes: int = 10) -> nn.Module:
     return FeatureClassifier(
         features=nn.Sequential(OrderedDict(

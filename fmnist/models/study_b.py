@@ -9,7 +9,7 @@ from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.models.base import FeatureClassifier
-from fmnist.models.registry import register_alias, register_model
+from fmnist.models.registry import register_model
 from fmnist.serialization import read_checkpoint
 
 
@@ -27,14 +27,12 @@ def dense_head(num_classes: int, in_features: int = 64 * 5 * 5) -> nn.Sequential
     ))
 
 
-@register_model("scratch", source="study B", target_layer="features.conv2",
-                description="2 conv (32/64) + max-pool, dense 128 (225,034 params)")
+@register_model("scratch")
 def scratch(num_classes: int = 10) -> nn.Module:
     return FeatureClassifier(scratch_features(), dense_head(num_classes))
 
 
-@register_model("deep", source="study B", target_layer="features.conv2",
-                description="3 conv with BatchNorm, GAP, dropout 0.5 (94,154 params)")
+@register_model("deep")
 def deep(num_classes: int = 10, batchnorm: bool = True, dropout: float = 0.5) -> nn.Module:
     """``batchnorm=False, dropout=0`` is the study's ablation (val 88.9% vs 91.3%)."""
     def bn(channels: int) -> nn.Module:
@@ -53,14 +51,7 @@ def deep(num_classes: int = 10, batchnorm: bool = True, dropout: float = 0.5) ->
     )
 
 
-register_alias("cnn2", "scratch", source="study B, table 1",
-               description="table 1 CNN-2: 2 conv + max-pool (same network as scratch)")
-register_alias("cnn3", "deep", source="study B, table 1",
-               description="table 1 CNN-3: 3 conv + max/avg pooling + dropout 0.5 (same network as deep)")
-
-
-@register_model("cnn1", source="study B, table 1", target_layer="features.conv2",
-                description="table 1 CNN-1: 2 conv, no pooling, dense 128 (4.7M params)")
+@register_model("cnn1")
 def cnn1(num_classes: int = 10) -> nn.Module:
     return FeatureClassifier(
         features=nn.Sequential(OrderedDict(
@@ -96,8 +87,7 @@ def load_base_weights(features: nn.Module, checkpoint: str | Path) -> None:
                       f"pretrain one with configs/mnist_pretrain.yaml.")
 
 
-@register_model("transfer", source="study B", target_layer="features.conv2",
-                description="scratch conv base pretrained on MNIST, frozen; new dense head")
+@register_model("transfer")
 def transfer(num_classes: int = 10, base_checkpoint: str | None = None, freeze_base: bool = True) -> nn.Module:
     """``base_checkpoint=None`` leaves the base randomly initialised (tests; a warning-free no-op)."""
     features = scratch_features()

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from fmnist.errors import FmnistError
-from fmnist.models import count_parameters, create_model, get_spec, list_models
+from fmnist.models import get_spec, models_table
 from fmnist.training.api import fit, resolve_config
 from fmnist.training.cv import run_cv
 from fmnist.training.distributed import end_process_group
@@ -122,19 +122,6 @@ def parse_shorthand(argv: list[str]) -> Shorthand:
                      overrides=dotted_overrides(rest))
 
 
-def list_models_table() -> str:
-    """Name, trainable parameters, input shape, source and description of every registered model."""
-    rows = [("name", "trainable params", "input", "source", "description")]
-    for name in list_models():
-        spec = get_spec(name)
-        params = count_parameters(create_model(name))
-        rows.append((name, f"{params:,}", f"{spec.channels}x{spec.input_size}x{spec.input_size}", spec.source,
-                     spec.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows]
-    return "\n".join(lines)
-
-
 def run_shorthand(options: Shorthand) -> None:
     """Train one model (or its K folds) from the shorthand's typed options."""
     if options.folds:
@@ -156,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if "--list-models" in argv:
-            print(list_models_table())
+            print(models_table())
             return 0
         if _is_shorthand(argv):
             run_shorthand(parse_shorthand(argv))
