@@ -3,7 +3,7 @@
 
 Compares, for the 51,000 training images of the default stratified split:
 
-(a) ours: ``FashionMNISTDataModule(augment=True)`` -- uint8 tensors in memory, whole-batch
+(a) ours: ``ImageDataModule(augment=AugmentSettings(enabled=True))`` -- uint8 tensors in memory, whole-batch
     indexing, then ``on_after_batch_transfer`` with a trainer whose ``training`` is True
     (to float, batch-level rotation/zoom/contrast with per-sample parameters, input transform);
 (b) the conventional pipeline: ``torchvision.datasets.FashionMNIST`` + per-sample PIL
@@ -51,7 +51,8 @@ from torch.utils.data import DataLoader, Subset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fmnist.data.datamodule import FashionMNISTDataModule  # noqa: E402
+from fmnist.data.augment import AugmentSettings  # noqa: E402
+from fmnist.data.datamodule import ImageDataModule  # noqa: E402
 from fmnist.data.sources import SPLIT_FILES, find_raw_dir  # noqa: E402
 from fmnist.errors import FmnistError  # noqa: E402
 
@@ -94,7 +95,7 @@ def timed_batches(batches: Iterable, limit: int, work: Callable[[object], object
     return time.perf_counter() - start, count
 
 
-def ours(dm: FashionMNISTDataModule, limit: int, keep: list | None = None) -> tuple[float, int]:
+def ours(dm: ImageDataModule, limit: int, keep: list | None = None) -> tuple[float, int]:
     dm.trainer = SimpleNamespace(training=True)  # what Lightning's fit loop looks like to the hook
     return timed_batches(dm.train_dataloader(), limit, lambda batch: dm.on_after_batch_transfer(batch, 0), keep)
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     start = time.perf_counter()
-    dm = FashionMNISTDataModule(data_dir=args.data_dir, batch_size=args.batch_size, augment=True)
+    dm = ImageDataModule(data_dir=args.data_dir, batch_size=args.batch_size, augment=AugmentSettings(enabled=True))
     dm.setup("fit")
     setup_s = time.perf_counter() - start
     n_train = len(dm.train_set)

@@ -1,6 +1,6 @@
 """Epoch time of study B's ``deep`` through our real stack, against the studies' Keras code.
 
-Ours: Lightning ``Trainer`` + ``FashionMNISTDataModule`` (whole dataset in memory, batch work in
+Ours: Lightning ``Trainer`` + ``ImageDataModule`` (whole dataset in memory, batch work in
 ``on_after_batch_transfer``) + ``Classifier("deep")``, Adam 1e-3, batch 64, the same stratified
 51,000 / 9,000 split, on the CPU. An epoch is timed by ``fmnist.training.callbacks.EpochTimer``: training
 pass + validation pass, as Keras' ``fit`` reports it. The summary is the **median of epochs
@@ -79,7 +79,8 @@ def run_ours(args: argparse.Namespace, augment: bool, precision: str) -> dict:
     import lightning as L
     import torch
 
-    from fmnist.data.datamodule import FashionMNISTDataModule
+    from fmnist.data.augment import AugmentSettings
+    from fmnist.data.datamodule import ImageDataModule
     from fmnist.training.callbacks import EpochTimer
     from fmnist.training.module import Classifier
 
@@ -101,8 +102,8 @@ def run_ours(args: argparse.Namespace, augment: bool, precision: str) -> dict:
                   f"(cpu {self.cpu_seconds[-1]:.1f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
     L.seed_everything(args.seed, verbose=False)
-    datamodule = FashionMNISTDataModule(batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                                        augment=augment)
+    datamodule = ImageDataModule(batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                                 augment=AugmentSettings(enabled=augment))
     model_options: dict = {"compile": args.compile}
     if "cpu_threads" in inspect.signature(Classifier).parameters:  # absent before the thread picker
         model_options["cpu_threads"] = {"auto": "auto", "torch": None}.get(args.threads, args.threads)

@@ -13,11 +13,17 @@ light (``gamma``), softer (``blur``) and with texture the dataset lacks (``noise
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fmnist.errors import FmnistError
 
 _PADDING = {"reflect": "reflection", "constant": "zeros", "nearest": "border"}
 
@@ -190,3 +196,86 @@ class BatchAugment(nn.Module):
         apply = (torch.rand(n, device=x.device) < self.random_erasing).view(n, 1, 1)
         mask = (inside & apply).unsqueeze(1)
         return torch.where(mask, torch.rand_like(x), x)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The data module's training-batch augmentation, one group of settings (``data.augment.*``).
+
+    Off unless ``enabled``; the strengths default to the studies' Keras pipeline (rotation 0.05, zoom 0.1,
+    contrast 0.2, reflect fill). See :class:`BatchAugment` for what each does; ``share`` is its ``share``.
+    """
+
+    enabled: bool = False
+    rotation: float = 0.05
+    zoom: float = 0.1
+    contrast: float = 0.2
+    fill_mode: Literal["reflect", "constant", "nearest"] = "reflect"
+    random_erasing: float = 0.0
+    hflip: bool = False
+    translate: float = 0.0
+    aspect: float = 0.0
+    reframe: bool = False
+    gamma: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    share: float = 1.0
+
+    def build(self) -> BatchAugment | None:
+        """The batch augmenter these settings describe (None when off)."""
+        if not self.enabled:
+            return None
+        settings = dataclasses.asdict(self)
+        settings.pop("enabled")
+        try:
+            return BatchAugment(**settings)
+        except ValueError as exc:
+            raise FmnistError(f"data.augment: {exc}") from None
+
+    @classmethod
+    def of(cls, value: AugmentSettings | Mapping[str, Any] | None) -> AugmentSettings:
+        """Settings from an instance, a mapping of its fields (a saved run's hyperparameters) or None (off)."""
+        if value is None or isinstance(value, AugmentSettings):
+            return value or cls()
+        if not isinstance(value, Mapping):
+            raise FmnistError(f"data.augment must be a group of settings (enabled, rotation, ...), got {value!r}; "
+                              f"write data.augment.enabled: true to switch augmentation on.")
+        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise FmnistError(f"data.augment has no setting {unknown[0]!r}; the settings are "
+                              f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
+        return cls(**value)
+
+
+# The flat spellings these settings had before they were one group, and the key each is now.
+RENAMED_DATA_KEYS = {**{f"{name}": f"augment.{name}" for name in (
+    "rotation", "zoom", "contrast", "fill_mode", "random_erasing", "hflip", "translate", "aspect", "reframe", "gamma",
+    "blur", "noise")}, "augment_share": "augment.share"}
+
+
+def old_augment_keys(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(old, new)`` for each flat augmentation key in a config's ``data`` section (``data.augment: true`` too)."""
+    found = [(f"data.{old}", f"data.{new}") for old, new in RENAMED_DATA_KEYS.items() if old in data]
+    if isinstance(data.get("augment"), bool):
+        found.insert(0, ("data.augment", "data.augment.enabled"))
+    return found
+
+
+def refuse_old_augment_keys(data: Mapping[str, Any], where: str) -> None:
+    """One sentence naming the new key, for a config written before augmentation became one group."""
+    found = old_augment_keys(data)
+    if found:
+        old, new = found[0]
+        more = f" (and {len(found) - 1} more: {', '.join(o for o, _ in found[1:])})" if len(found) > 1 else ""
+        raise FmnistError(f"{old} is now {new}{more}: augmentation settings are one group, data.augment.*; rename "
+                          f"it in {where}.")
+
+
+def settings_from_hparams(hparams: Mapping[str, Any]) -> AugmentSettings:
+    """A trained run's augmentation, whichever spelling its saved hyperparameters use (runs from before the
+    grouping saved ``augment: bool`` and the settings flat beside it)."""
+    augment = hparams.get("augment")
+    if isinstance(augment, Mapping) or augment is None:
+        return AugmentSettings.of(augment)
+    flat = {new.removeprefix("augment."): hparams[old] for old, new in RENAMED_DATA_KEYS.items() if old in hparams}
+    return AugmentSettings(enabled=bool(augment), **flat)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+import inspect
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fmnist.data.augment import BatchAugment
+from fmnist.data.augment import AugmentSettings, settings_from_hparams
 from fmnist.data.sources import dataset_info, load_dataset
 from fmnist.data.splits import stratified_fold, stratified_split, stratified_subset
 from fmnist.data.transforms import InputTransform, to_unit_float
@@ -47,11 +49,12 @@ def _collate_batch(batch: Any) -> Any:
     return torch.stack(images), torch.stack(labels)
 
 
-class FashionMNISTDataModule(L.LightningDataModule):
-    """Fashion-MNIST or MNIST, held as uint8 tensors; normalization and augmentation run per batch on device.
+class ImageDataModule(L.LightningDataModule):
+    """Any registered image dataset (Fashion-MNIST, MNIST, ...), held as uint8 tensors; normalisation and
+    augmentation run per batch on the batch's device.
 
     Args:
-        dataset: ``fashion`` or ``mnist``.
+        dataset: a name of the dataset registry (``fashion``, ``mnist``; ``fmnist.data.sources``).
         data_dir: root holding ``FashionMNIST/raw`` / ``MNIST/raw`` (default: search order of ``fmnist.data.sources``).
         batch_size: training batch size (the studies: 64).
         eval_batch_size: batch size for validation/test/predict (default: 4x ``batch_size``).
@@ -61,11 +64,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         train_subset: keep a stratified subset of this many training images (quick runs).
         standardize: subtract the training mean and divide by its std after scaling to [0, 1].
         image_size, channels: output size and channels (ResNet18: 32 and 3).
-        augment: the studies' rotation/zoom/contrast augmentation on training batches.
-        rotation, zoom, contrast, fill_mode, random_erasing, hflip, translate: augmentation strengths
-            (see :class:`fmnist.data.augment.BatchAugment`).
-        aspect, reframe, gamma, blur, noise: photo-like augmentation (off by default; configs/photo.yaml).
-        augment_share: share of training images augmented (the rest stay clean).
+        augment: training-batch augmentation, one group (``data.augment.enabled``, ``.rotation``, ``.zoom``,
+            ``.contrast``, ``.fill_mode``, ``.random_erasing``, ``.hflip``, ``.translate``, photo-like ``.aspect``,
+            ``.reframe``, ``.gamma``, ``.blur``, ``.noise`` and ``.share``): :class:`AugmentSettings`.
         num_workers: DataLoader workers (0 is fastest for in-memory data).
     """
 
@@ -83,20 +84,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         standardize: bool = False,
         image_size: int = 28,
         channels: int = 1,
-        augment: bool = False,
-        rotation: float = 0.05,
-        zoom: float = 0.1,
-        contrast: float = 0.2,
-        fill_mode: Literal["reflect", "constant", "nearest"] = "reflect",
-        random_erasing: float = 0.0,
-        hflip: bool = False,
-        translate: float = 0.0,
-        aspect: float = 0.0,
-        reframe: bool = False,
-        gamma: float = 0.0,
-        blur: float = 0.0,
-        noise: float = 0.0,
-        augment_share: float = 1.0,
+        augment: AugmentSettings = AugmentSettings(),  # noqa: B008 (frozen: one shared default is safe)
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -115,20 +103,29 @@ class FashionMNISTDataModule(L.LightningDataModule):
                               f"got {train_subset}; leave it unset to train on the whole training split.")
         if not 0.0 < val_fraction < 1.0:
             raise FmnistError(f"val_fraction must be between 0 and 1 (e.g. 0.15), got {val_fraction}.")
-        self.save_hyperparameters()
+        settings = AugmentSettings.of(augment)
+        self.save_hyperparameters(ignore=["augment"])
+        self.hparams["augment"] = dataclasses.asdict(settings)  # plain values: checkpoints load weights-only
         self.dataset_name = dataset
         self.data_dir, self.batch_size = data_dir, batch_size
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.num_workers = num_workers
-        self.augmenter = BatchAugment(rotation, zoom, contrast, fill_mode, random_erasing, hflip, translate,
-                                      aspect=aspect, reframe=reframe, gamma=gamma, blur=blur,
-                                      noise=noise, share=augment_share) if augment else None
+        self.augment = settings
+        self.augmenter = settings.build()
         self.mean, self.std = 0.0, 1.0
         self.input_transform = InputTransform(image_size=image_size, channels=channels)
         self.train_set: InMemoryDataset | None = None
         self.val_set: InMemoryDataset | None = None
         self.test_set: InMemoryDataset | None = None
         self.data_source: dict[str, Any] | None = None  # after setup: folder, why, each file's sha256
+
+    @classmethod
+    def from_hparams(cls, hparams: dict[str, Any], **overrides: Any) -> ImageDataModule:
+        """The data module a trained run used, from its saved hyperparameters (either spelling of the augmentation
+        settings: runs from before they were one group saved them flat), with ``overrides`` on top."""
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "augment"}
+        kept = {k: v for k, v in hparams.items() if k in accepted}
+        return cls(**{**kept, "augment": settings_from_hparams(hparams), **overrides})
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -210,3 +207,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.mean, self.std = float(state_dict["mean"]), float(state_dict["std"])
         self.input_transform = InputTransform(self.mean, self.std, self.hparams.image_size, self.hparams.channels)
+
+
+# The name this class had while it served Fashion-MNIST only; kept so that code importing it still runs.
+FashionMNISTDataModule = ImageDataModule

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fmnist import baselines as B
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import dataset_info, load_dataset
 from fmnist.errors import FmnistError
 from fmnist.models import count_parameters
@@ -51,10 +51,8 @@ def predict_checkpoint(path: str | Path, *, dataset: str | None = None, split: s
         images, labels = data.test_images, data.test_labels
         indices = np.arange(len(labels))
     else:
-        accepted = FashionMNISTDataModule.__init__.__code__.co_varnames
-        hp = {k: v for k, v in data_hp.items() if k in accepted}
-        hp.update(dataset=dataset, data_dir=data_dir)
-        _, indices = FashionMNISTDataModule(**hp).split_indices(data.train_labels)
+        _, indices = ImageDataModule.from_hparams(data_hp, dataset=dataset, data_dir=data_dir).split_indices(
+            data.train_labels)
         index = torch.as_tensor(indices, dtype=torch.long)
         images, labels = data.train_images[index], data.train_labels[index]
     started = time.perf_counter()

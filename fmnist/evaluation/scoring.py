@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fmnist import baselines as B
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import DATASETS, dataset_info, load_dataset
 from fmnist.data.transforms import to_unit_float
 from fmnist.errors import FmnistError
@@ -140,11 +140,10 @@ class CheckpointScorer(Scorer):
 
     def split(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         data_hp = self.trained.data_hparams
-        accepted = FashionMNISTDataModule.__init__.__code__.co_varnames
-        hp = {k: v for k, v in data_hp.items() if k in accepted}
-        hp.update(dataset=self.dataset, data_dir=self.meta.get("data_dir"))
-        data = load_dataset(self.dataset, hp["data_dir"])
-        train_idx, val_idx = FashionMNISTDataModule(**hp).split_indices(data.train_labels)
+        data_dir = self.meta.get("data_dir")
+        data = load_dataset(self.dataset, data_dir)
+        module = ImageDataModule.from_hparams(data_hp, dataset=self.dataset, data_dir=data_dir)
+        train_idx, val_idx = module.split_indices(data.train_labels)
         indices = {"train": train_idx, "val": val_idx}.get(split)
         if indices is None:
             raise FmnistError(f"Unknown split {split!r}; choose train or val.")

@@ -78,7 +78,7 @@ class ExplanationLogger(L.Callback):
         datamodule = trainer.datamodule
         val_set = getattr(datamodule, "val_set", None)
         if val_set is None or not hasattr(datamodule, "input_transform"):
-            raise FmnistError("ExplanationLogger needs fmnist's FashionMNISTDataModule (its val_set and "
+            raise FmnistError("ExplanationLogger needs fmnist's ImageDataModule (its val_set and "
                               "input_transform) to pick validation images; train with it or remove the callback.")
         chosen = round_robin(val_set.labels, self.num_images)
         self._images = val_set.images[chosen].clone()

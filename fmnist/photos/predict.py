@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmnist.data.augment import settings_from_hparams
 from fmnist.errors import FmnistError
 from fmnist.evaluation.report import write_report
 from fmnist.interpret.figures import explained_items, save_figure, save_grid
@@ -476,7 +477,7 @@ def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, ou
     sources = iter_sources(inputs, names, options, manifests, report)
     results: list[PhotoResult] = []  # 28x28 inputs and probabilities only: ~1 KB per photo
     steps = StepsSample()  # photo + mask kept only for the steps figure's 12 photos
-    if not all(m.data_hparams.get("reframe") for m in members):
+    if not all(settings_from_hparams(m.data_hparams).reframe for m in members):
         print("note: photos are classified best by a model trained with configs/photo.yaml (docs/photos.md).")
     with PredictionWriter(out, names, top) as writer:
         for result in classify(iter_loaded(sources, names, options, manifests, report), members):

@@ -20,6 +20,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from fmnist.data.augment import refuse_old_augment_keys
 from fmnist.errors import FmnistError
 from fmnist.models import get_spec
 from fmnist.runs import read_metrics
@@ -188,6 +189,9 @@ def resolve_config(model: str | None = None, *, config: str | Path | Mapping[str
         set_key(cfg, key, value)
     if get_key(cfg, "model.model_name") is None:
         raise FmnistError("the config names no model (model.model_name); add it or pass a model name.")
+    if isinstance(cfg.get("data"), Mapping):
+        refuse_old_augment_keys(cfg["data"], f"{config} or the settings given" if isinstance(config, str | Path)
+                                else "the settings given")
     return cfg
 
 

@@ -110,7 +110,8 @@ def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> 
     module.load_state_dict(raw["state_dict"], strict=True)
     module.eval().to(map_location)
     data_hp = raw.get("datamodule_hyper_parameters", {})
-    state = raw.get("FashionMNISTDataModule", {})
+    # The data module's state (mean/std) under its class name, today's or the one it had before.
+    state = raw.get("ImageDataModule") or raw.get("FashionMNISTDataModule") or {}
     transform = InputTransform(state.get("mean", 0.0), state.get("std", 1.0), data_hp.get("image_size", 28),
                                data_hp.get("channels", 1))
     dataset = data_hp.get("dataset", "fashion")

@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def dotted_overrides(rest: list[str]) -> dict[str, Any]:
-    """``["--trainer.max_epochs", "3", "--data.augment=false"]`` -> ``{"trainer.max_epochs": 3, "data.augment": False}``.
+    """``["--trainer.max_epochs", "3", "--data.augment.enabled=false"]`` -> ``{"trainer.max_epochs": 3, "data.augment.enabled": False}``.
 
     Values are read as YAML scalars or flow collections, as LightningCLI reads them.
     """

@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.augment import RENAMED_DATA_KEYS, refuse_old_augment_keys
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import dataset_info
 from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, get_spec
@@ -68,7 +72,7 @@ class FmnistCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"default_env": False})
         self.fresh_run_dir: Path | None = None  # the run folder this process created, once the trainer exists
         try:
-            super().__init__(Classifier, FashionMNISTDataModule, *args, **kwargs)
+            super().__init__(Classifier, ImageDataModule, *args, **kwargs)
         except BaseException:
             self._discard_fresh_run_without_results()
             raise
@@ -95,6 +99,11 @@ class FmnistCLI(LightningCLI):
         parser.link_arguments("model.model_name", "data.channels", compute_fn=_channels)
 
     # -- configuration fix-ups before anything is built ------------------------------------------
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Old spellings of renamed settings are one sentence naming the new key, before jsonargparse's own error."""
+        refuse_old_spellings(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads --ckpt_path's hyperparameters right after parsing (weights_only=True); a missing
         # file would only fail later in the Trainer, and a refused one surfaces as a traceback: one sentence each.
@@ -181,6 +190,40 @@ class FmnistCLI(LightningCLI):
                                   seed=self.config[self.subcommand].get("seed_everything"), commit=self.fit_commit)
 
 
+def refuse_old_spellings(args: Any) -> None:
+    """Flat augmentation keys (``--data.rotation``, ``data.augment: true`` in a ``--config`` file) in a command line
+    or a config dictionary: :func:`fmnist.data.augment.refuse_old_augment_keys` names the new key."""
+    if isinstance(args, Mapping):
+        for section in args.values():
+            if isinstance(section, Mapping) and isinstance(section.get("data"), Mapping):
+                refuse_old_augment_keys(section["data"], "the config given")
+        return
+    tokens = [str(a) for a in args]
+    flat: dict[str, Any] = {}
+    for i, token in enumerate(tokens):
+        key, sep, value = token.partition("=")
+        if key in ("--config", "-c") and (sep or i + 1 < len(tokens)):
+            path = Path(value if sep else tokens[i + 1])
+            loaded = _read_yaml(path)
+            if isinstance(loaded, Mapping) and isinstance(loaded.get("data"), Mapping):
+                refuse_old_augment_keys(loaded["data"], str(path))
+        elif key.startswith("--data."):
+            name = key.removeprefix("--data.")
+            if name in RENAMED_DATA_KEYS:
+                flat[name] = value
+            elif name == "augment":
+                flat[name] = yaml.safe_load(value if sep else (tokens[i + 1] if i + 1 < len(tokens) else ""))
+    refuse_old_augment_keys(flat, "the command line")
+
+
+def _read_yaml(path: Path) -> Any:
+    """A config file's contents, or None when it cannot be read (LightningCLI then says so itself)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 def _unasked_precision(config: Any) -> str:
     """A checkpoint continues (or is scored) in the precision it was trained in, so a resumed run does not change
     precision half-way (e.g. a float32 run of before the bf16 default, or one moved to a CPU without native bf16);
@@ -233,7 +276,7 @@ def _logger_init_args(logger: Any) -> dict | None:
     return logger["init_args"]
 
 
-def finish_run(trainer: L.Trainer, model: Classifier, datamodule: FashionMNISTDataModule,
+def finish_run(trainer: L.Trainer, model: Classifier, datamodule: ImageDataModule,
                started: float | None, seed: int | None, commit: str | None) -> dict[str, Any]:
     """Validate and test the best checkpoint; write ``metrics.json`` to the run folder (rank 0).
 

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.models import get_spec
 from fmnist.training.lightning_cli import CHECKPOINT_DEFAULTS, DEFAULT_MAX_EPOCHS, EARLY_STOPPING_DEFAULTS
 from fmnist.training.module import Classifier
@@ -111,7 +111,7 @@ def training_recipe(cfg: Mapping[str, Any], pretrain: Mapping[str, Any] | None =
     """
     given = {canonical_key(k): v for k, v in flatten(cfg).items()}
     recipe: dict[str, Any] = {}
-    for key, value in {**_signature_defaults(Classifier, "model"), **_signature_defaults(FashionMNISTDataModule, "data"),
+    for key, value in {**_signature_defaults(Classifier, "model"), **_signature_defaults(ImageDataModule, "data"),
                        "trainer.max_epochs": DEFAULT_MAX_EPOCHS,
                        **{f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()},
                        **{f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()}}.items():

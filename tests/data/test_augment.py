@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmnist.data.augment import BatchAugment, _affine_grid
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.augment import AugmentSettings, BatchAugment, _affine_grid
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.transforms import to_unit_float
 
 DEVICES = [
@@ -190,13 +190,13 @@ def test_bad_fill_mode() -> None:
 
 # -- applied in training only ----------------------------------------------------------------------
 @pytest.fixture
-def augmenting_dm(synthetic_data_dir: str) -> FashionMNISTDataModule:
-    dm = FashionMNISTDataModule(data_dir=synthetic_data_dir, augment=True, batch_size=16)
+def augmenting_dm(synthetic_data_dir: str) -> ImageDataModule:
+    dm = ImageDataModule(data_dir=synthetic_data_dir, augment=AugmentSettings(enabled=True), batch_size=16)
     dm.setup("fit")
     return dm
 
 
-def test_augmentation_only_while_training(augmenting_dm: FashionMNISTDataModule) -> None:
+def test_augmentation_only_while_training(augmenting_dm: ImageDataModule) -> None:
     images, labels = next(iter(augmenting_dm.train_dataloader()))
     plain = to_unit_float(images)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -211,7 +211,7 @@ def test_augmentation_only_while_training(augmenting_dm: FashionMNISTDataModule)
     assert x.shape == plain.shape and not torch.equal(x, plain) and torch.equal(y, labels)
 
 
-def test_no_trainer_means_no_augmentation(augmenting_dm: FashionMNISTDataModule) -> None:
+def test_no_trainer_means_no_augmentation(augmenting_dm: ImageDataModule) -> None:
     """Outside a Trainer (e.g. evaluation scripts calling the hook directly) images are left as they are."""
     images, labels = next(iter(augmenting_dm.val_dataloader()))
     assert augmenting_dm.trainer is None
@@ -220,8 +220,28 @@ def test_no_trainer_means_no_augmentation(augmenting_dm: FashionMNISTDataModule)
 
 
 def test_augment_off_never_augments(synthetic_data_dir: str) -> None:
-    dm = FashionMNISTDataModule(data_dir=synthetic_data_dir, augment=False, batch_size=16)
+    dm = ImageDataModule(data_dir=synthetic_data_dir, augment=AugmentSettings(enabled=False), batch_size=16)
     dm.setup("fit")
     dm.trainer = SimpleNamespace(training=True)
     images, labels = next(iter(dm.train_dataloader()))
     assert torch.equal(dm.on_after_batch_transfer((images, labels), 0)[0], to_unit_float(images))
+
+
+def test_augmentation_settings_are_one_group_and_old_spellings_name_the_new_key() -> None:
+    from fmnist.data.augment import old_augment_keys, refuse_old_augment_keys, settings_from_hparams
+    from fmnist.errors import FmnistError
+
+    assert AugmentSettings.of({"enabled": True, "rotation": 0.1}) == AugmentSettings(enabled=True, rotation=0.1)
+    assert AugmentSettings().build() is None and isinstance(AugmentSettings(enabled=True).build(), BatchAugment)
+    assert old_augment_keys({"augment": True, "rotation": 0.1, "augment_share": 0.5}) == [
+        ("data.augment", "data.augment.enabled"), ("data.rotation", "data.augment.rotation"),
+        ("data.augment_share", "data.augment.share")]
+    with pytest.raises(FmnistError, match=r"^data.zoom is now data.augment.zoom: augmentation settings are one "
+                                          r"group, data.augment.\*; rename it in x.yaml.$"):
+        refuse_old_augment_keys({"zoom": 0.2, "augment": {"enabled": True}}, "x.yaml")
+    with pytest.raises(FmnistError, match="data.augment has no setting 'rotate'; the settings are enabled, rotation"):
+        AugmentSettings.of({"rotate": 0.1})
+    # A run saved before the grouping (flat hyperparameters) reads back as the same settings.
+    assert settings_from_hparams({"augment": True, "hflip": True, "augment_share": 0.5}) == \
+        AugmentSettings(enabled=True, hflip=True, share=0.5)
+    assert settings_from_hparams({"augment": {"enabled": False}}) == AugmentSettings()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import load_dataset
 from fmnist.data.stats import pixel_stats, split_stats
 
@@ -39,7 +39,7 @@ def test_mnist_counts_and_original_order(real_mnist_root: str) -> None:
 
 
 def test_default_datamodule_split(real_fashion_root: str) -> None:
-    dm = FashionMNISTDataModule(data_dir=real_fashion_root)
+    dm = ImageDataModule(data_dir=real_fashion_root)
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (51_000, 9_000, 10_000)
     assert dm.class_counts("val") == [900] * 10

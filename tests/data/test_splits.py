@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.augment import AugmentSettings
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import load_dataset
 from fmnist.data.splits import stratified_fold, stratified_split, stratified_subset
 from fmnist.errors import FmnistError
@@ -101,8 +102,8 @@ def test_subset_is_balanced_and_inside_the_given_indices(labels: np.ndarray) -> 
 
 
 # -- datamodule on synthetic data ------------------------------------------------------------------
-def build(data_dir: str, **kwargs) -> FashionMNISTDataModule:
-    dm = FashionMNISTDataModule(data_dir=data_dir, **kwargs)
+def build(data_dir: str, **kwargs) -> ImageDataModule:
+    dm = ImageDataModule(data_dir=data_dir, **kwargs)
     dm.setup("fit")
     return dm
 
@@ -120,7 +121,7 @@ def test_datamodule_sizes_and_class_counts(synthetic_data_dir: str) -> None:
 
 def test_class_counts_before_setup_is_clear(synthetic_data_dir: str) -> None:
     with pytest.raises(FmnistError, match="call setup"):
-        FashionMNISTDataModule(data_dir=synthetic_data_dir).class_counts()
+        ImageDataModule(data_dir=synthetic_data_dir).class_counts()
 
 
 def test_datamodule_takes_rows_by_index(synthetic_data_dir: str) -> None:
@@ -165,7 +166,7 @@ def test_fold_mode(synthetic_data_dir: str) -> None:
 ])
 def test_datamodule_bad_arguments(synthetic_data_dir: str, kwargs: dict, message: str) -> None:
     with pytest.raises(FmnistError, match=message):
-        FashionMNISTDataModule(data_dir=synthetic_data_dir, **kwargs)
+        ImageDataModule(data_dir=synthetic_data_dir, **kwargs)
 
 
 def test_train_subset(synthetic_data_dir: str) -> None:
@@ -186,7 +187,7 @@ def test_standardize_computes_train_mean_and_std(synthetic_data_dir: str) -> Non
     assert torch.allclose(x, (images.float().unsqueeze(1) / 255.0 - dm.mean) / dm.std, atol=1e-5)
     assert torch.equal(y, labels)
     assert dm.state_dict() == {"mean": dm.mean, "std": dm.std}
-    fresh = FashionMNISTDataModule(data_dir=synthetic_data_dir, standardize=True)
+    fresh = ImageDataModule(data_dir=synthetic_data_dir, standardize=True)
     fresh.load_state_dict(dm.state_dict())
     assert torch.allclose(fresh.on_after_batch_transfer((images, labels), 0)[0], x)
 
@@ -201,7 +202,7 @@ def test_no_standardize_is_unit_scale(synthetic_data_dir: str) -> None:
 
 
 def test_resnet18_input_shape(synthetic_data_dir: str) -> None:
-    dm = build(synthetic_data_dir, image_size=32, channels=3, batch_size=8, augment=True)
+    dm = build(synthetic_data_dir, image_size=32, channels=3, batch_size=8, augment=AugmentSettings(enabled=True))
     dm.trainer = SimpleNamespace(training=True)
     images, labels = next(iter(dm.train_dataloader()))
     x, y = dm.on_after_batch_transfer((images, labels), 0)

@@ -17,7 +17,7 @@ import pytest
 from conftest import write_synthetic_dataset
 
 from fmnist.data import sources
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.idx import read_idx, write_idx
 from fmnist.data.sources import (
     ENV_VAR,
@@ -188,7 +188,7 @@ def test_the_datamodule_refuses_a_56x14_test_set(tmp_path: Path) -> None:
     raw = tiny(tmp_path)
     rewrite_image_header(raw / "t10k-images-idx3-ubyte", 56, 14)
     with pytest.raises(IDXError, match=r"t10k-images-idx3-ubyte: header says the images are 56x14"):
-        FashionMNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+        ImageDataModule(data_dir=str(tmp_path)).setup("fit")
 
 
 def test_truncated_file_is_one_sentence_with_its_path(tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_hashes_are_computed_once_and_redone_when_a_file_changes(tmp_path: Path)
 
 
 def test_datamodule_exposes_the_data_source(synthetic_data_dir: str) -> None:
-    dm = FashionMNISTDataModule(dataset="mnist", data_dir=synthetic_data_dir)
+    dm = ImageDataModule(dataset="mnist", data_dir=synthetic_data_dir)
     assert dm.data_source is None
     dm.setup("fit")
     raw = Path(synthetic_data_dir).resolve() / "MNIST" / "raw"

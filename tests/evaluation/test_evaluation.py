@@ -159,7 +159,7 @@ def tiny_run(synthetic_data_dir: str, tmp_path_factory: pytest.TempPathFactory) 
     """A one-epoch `scratch` model on the synthetic set, saved like a training run, with its own test metrics."""
     import lightning as L
 
-    from fmnist.data.datamodule import FashionMNISTDataModule
+    from fmnist.data.datamodule import ImageDataModule
     from fmnist.training.module import Classifier
 
     root = tmp_path_factory.mktemp("runs") / "scratch"
@@ -167,7 +167,7 @@ def tiny_run(synthetic_data_dir: str, tmp_path_factory: pytest.TempPathFactory) 
     trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
                         default_root_dir=root)
-    model, dm = Classifier("scratch"), FashionMNISTDataModule(data_dir=synthetic_data_dir, batch_size=16)
+    model, dm = Classifier("scratch"), ImageDataModule(data_dir=synthetic_data_dir, batch_size=16)
     trainer.fit(model, dm)
     run_dir = root / "version_0"
     trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt")

@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from fmnist.data.augment import BatchAugment, reframe
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.augment import AugmentSettings, BatchAugment, reframe
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.training.cli import main as train_main
 
 PHOTO = dict(rotation=0.03, zoom=0.0, contrast=0.0, fill_mode="constant", random_erasing=0.2, hflip=True,
@@ -131,7 +131,7 @@ def test_bad_strengths_are_refused(kwargs: dict, message: str) -> None:
 
 
 def test_the_data_module_passes_the_photo_options_on() -> None:
-    data = FashionMNISTDataModule(augment=True, **PHOTO, augment_share=0.5)
+    data = ImageDataModule(augment=AugmentSettings(enabled=True, **PHOTO, share=0.5))
     aug = data.augmenter
     assert isinstance(aug, BatchAugment)
     assert (aug.aspect, aug.reframe, aug.gamma, aug.blur, aug.noise, aug.share) == (0.5, True, 0.4, 0.6, 0.06, 0.5)
@@ -146,5 +146,6 @@ def test_the_shipped_photo_config_reaches_the_data_module_as_written(capsys: pyt
     assert exit_info.value.code in (0, None)
     data = yaml.safe_load(capsys.readouterr().out)["data"]
     written = yaml.safe_load(config.read_text())["data"]
-    assert {k: data[k] for k in written} == written
-    assert data["reframe"] is True and data["augment_share"] == 0.5
+    assert {k: data[k] for k in written if k != "augment"} == {k: v for k, v in written.items() if k != "augment"}
+    assert {k: data["augment"][k] for k in written["augment"]} == written["augment"]
+    assert data["augment"]["reframe"] is True and data["augment"]["share"] == 0.5

@@ -221,10 +221,10 @@ def test_study_recipes_stay_as_named_ablations_of_ours() -> None:
 
     ours, study_b = recipe("scratch"), recipe("scratch-study-b")
     assert ours["model"]["model_name"] == study_b["model"]["model_name"] == "scratch"
-    assert (study_b["data"]["augment"], study_b["model"]["class_weights"], study_b["trainer"]["max_epochs"]) == \
+    assert (study_b["data"]["augment"]["enabled"], study_b["model"]["class_weights"], study_b["trainer"]["max_epochs"]) == \
         (True, {6: 2.0}, 15)
-    assert ours["data"]["augment"] is False and ours["model"]["label_smoothing"] == 0.1
-    assert recipe("scratch-sgd")["data"]["augment"] is True  # Adam vs SGD stays study B's comparison
+    assert ours["data"]["augment"]["enabled"] is False and ours["model"]["label_smoothing"] == 0.1
+    assert recipe("scratch-sgd")["data"]["augment"]["enabled"] is True  # Adam vs SGD stays study B's comparison
     assert recipe("cnn-study-a")["trainer"]["max_epochs"] == 10 and recipe("cnn-study-a")["model"]["model_name"] == "cnn"
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from fmnist.data.datamodule import FashionMNISTDataModule
+from fmnist.data.datamodule import ImageDataModule
 from fmnist.errors import FmnistError
 from fmnist.reproduce.html_check import find_browser, render
 from fmnist.sweep.final import best_trial
@@ -43,7 +43,7 @@ def test_three_trial_sweep_end_to_end(write_sweep, sweep_dirs, tmp_path: Path, m
     def no_test(self):  # the sweep must never evaluate the test set
         raise AssertionError("a sweep trial asked for the test set")
 
-    monkeypatch.setattr(FashionMNISTDataModule, "test_dataloader", no_test)
+    monkeypatch.setattr(ImageDataModule, "test_dataloader", no_test)
     result = run_sweep(sweep)
     monkeypatch.undo()
 

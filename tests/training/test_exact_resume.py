@@ -39,7 +39,7 @@ def train(data_dir: str, logdir: Path, extra_path: Path, *extra: str, **env_extr
     env = {**os.environ, "FMNIST_NO_DOWNLOAD": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(extra_path),
            **env_extra}
     args = ["--model", "deep", "--logdir", str(logdir), "--data.data_dir", data_dir, "--data.batch_size", "16",
-            "--epochs", "3", "--data.augment", "true", "--trainer.limit_train_batches", "6",
+            "--epochs", "3", "--data.augment.enabled", "true", "--trainer.limit_train_batches", "6",
             "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--early_stopping.patience",
             "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,

@@ -22,7 +22,7 @@ def test_where_and_how_fast_a_run_goes_is_not_its_recipe() -> None:
 def test_what_a_run_does_is() -> None:
     base = _fp()
     changed = {_fp(overrides={"model.lr": 0.002}), _fp(epochs=3), _fp(overrides={"data.train_subset": 10000}),
-               _fp(optimizer="sgd"), _fp(overrides={"data.augment": True})}
+               _fp(optimizer="sgd"), _fp(overrides={"data.augment.enabled": True})}
     assert base not in changed and len(changed) == 5
 
 
@@ -43,14 +43,15 @@ def test_augmentation_settings_have_one_spelling(old: str, new: str) -> None:
     assert canonical_key(old) == new and canonical_key(new) == new
 
 
-def test_grouped_and_flat_augmentation_spellings_give_one_fingerprint() -> None:
-    flat = resolve_config("scratch", config="configs/cnn2.yaml")
-    data = flat["data"]
-    grouped = {**flat, "data": {"dataset": data["dataset"], "batch_size": data["batch_size"],
-                                "augment": {"enabled": data["augment"],
-                                            **{k: v for k, v in data.items()
-                                               if k in ("rotation", "zoom", "contrast", "fill_mode")}}}}
-    assert fingerprint(training_recipe(grouped)) == fingerprint(training_recipe(flat))
+def test_records_made_before_the_grouping_keep_their_fingerprint() -> None:
+    """configs/photo.yaml (every augmentation setting) as it was written before data.augment.* became one group:
+    the flat spelling and ``augment: true`` give the same recipe, so the ledger's records stay current."""
+    grouped = resolve_config("vggbn", config="configs/photo.yaml")
+    settings = dict(grouped["data"]["augment"])
+    flat = {**grouped, "data": {**{k: v for k, v in grouped["data"].items() if k != "augment"},
+                                "augment": settings.pop("enabled"), "augment_share": settings.pop("share"), **settings}}
+    assert len(settings) == 12 and flat["data"]["augment"] is True and "rotation" in flat["data"]
+    assert fingerprint(training_recipe(flat)) == fingerprint(training_recipe(grouped))
 
 
 def test_moving_a_callbacks_module_changes_no_recipe() -> None:

@@ -170,8 +170,8 @@ def test_every_ablation_variant_is_a_valid_train_command(variant: str, capsys: p
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     where = {"conv-stem": lambda c: c["model"]["model_kwargs"], "no-bf16": lambda c: c["trainer"]["precision"],
-             "no-augment": lambda c: c["data"]["augment"], "adamw": lambda c: c["model"]["optimizer"],
-             "ema": lambda c: c["trainer"]["callbacks"][0]["class_path"], "translate": lambda c: c["data"]["translate"]}
+             "no-augment": lambda c: c["data"]["augment"]["enabled"], "adamw": lambda c: c["model"]["optimizer"],
+             "ema": lambda c: c["trainer"]["callbacks"][0]["class_path"], "translate": lambda c: c["data"]["augment"]["translate"]}
     expected = {"conv-stem": {"stem": "conv"}, "no-bf16": "32-true", "no-augment": False, "adamw": "adamw",
                 "ema": "fmnist.training.weight_averaging.BatchNormEMA", "translate": 0.07}
     assert where[variant](printed) == expected[variant]

@@ -53,10 +53,10 @@ def test_gpus_mapping() -> None:
 
 def test_shorthand_resolves_to_one_typed_config() -> None:
     options = parse_shorthand(["--model", "deep", "--gpus", "2", "--epochs", "7", "--optimizer", "sgd",
-                               "--seed", "3", "--trainer.num_nodes", "2", "--data.augment=false",
+                               "--seed", "3", "--trainer.num_nodes", "2", "--data.augment.enabled=false",
                                "--model.class_weights", "{6: 2.0}"])
     assert (options.model, options.gpus, options.epochs, options.optimizer, options.seed) == ("deep", 2, 7, "sgd", 3)
-    assert options.overrides == {"trainer.num_nodes": 2, "data.augment": False, "model.class_weights": {6: 2.0}}
+    assert options.overrides == {"trainer.num_nodes": 2, "data.augment.enabled": False, "model.class_weights": {6: 2.0}}
     cfg = resolve_config(options.model, overrides=options.overrides, seed=options.seed, epochs=options.epochs,
                          gpus=options.gpus, optimizer=options.optimizer, available_gpus=2)
     deep_yaml = yaml.safe_load((ROOT / "configs" / "deep.yaml").read_text())
@@ -64,7 +64,7 @@ def test_shorthand_resolves_to_one_typed_config() -> None:
     assert cfg["trainer"]["accelerator"] == "gpu" and cfg["trainer"]["devices"] == 2
     assert cfg["trainer"]["strategy"] == "ddp" and cfg["trainer"]["max_epochs"] == 7 and cfg["trainer"]["num_nodes"] == 2
     assert cfg["model"]["optimizer"] == "sgd" and cfg["model"]["lr"] == 0.01 and cfg["seed_everything"] == 3
-    assert cfg["data"]["augment"] is False and cfg["model"]["class_weights"] == {6: 2.0}
+    assert cfg["data"]["augment"]["enabled"] is False and cfg["model"]["class_weights"] == {6: 2.0}
     assert cfg["trainer"]["callbacks"] == deep_yaml["trainer"]["callbacks"]  # the recipe's callbacks are kept
 
 
