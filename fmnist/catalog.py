@@ -25,6 +25,7 @@ class ModelInfo:
     channels: int = 1
     target_layer: str | None = None  # layer explanations attach to: the last with a grid >= 8x8 (interpret.layers)
     alias_of: str | None = None  # another entry's name when this one is only a second name for it
+    has_recipe: bool = True  # configs/<name>.yaml ships with fmnist (False for a model of one's own)
 
 
 CATALOG: dict[str, ModelInfo] = {info.name: info for info in (

@@ -45,7 +45,8 @@ def register_model(name: str, *, description: str | None = None, source: str | N
         if name not in CATALOG:
             if description is None or source is None:
                 raise ValueError(f"model {name!r} is not in fmnist.catalog: give description= and source=")
-            add_model_info(ModelInfo(name, description, source, None, input_size, channels, target_layer))
+            add_model_info(ModelInfo(name, description, source, None, input_size, channels, target_layer,
+                                     has_recipe=False))
         _BUILDERS[name] = builder
         return builder
 

@@ -22,11 +22,12 @@ from lightning.pytorch.callbacks import Callback
 
 from fmnist.data.augment import refuse_old_augment_keys
 from fmnist.errors import FmnistError
-from fmnist.models import get_spec
+from fmnist.models import get_spec, model_info
 from fmnist.runs import read_metrics
 from fmnist.training.lightning_cli import AUTO_NAME, DEFAULT_LOGDIR, FmnistCLI
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The studied recipes: fmnist/configs, a link to the checkout's configs/ folder that wheels carry as package data.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PRETRAIN_CONFIG = "mnist_pretrain"
 TRANSFER_BASE = "base.ckpt"  # <logdir>/mnist_pretrain/base.ckpt
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -52,9 +53,18 @@ class Run:
 
 # -- building the configuration ----------------------------------------------------------------------
 def model_config_path(model: str) -> Path | None:
-    """``configs/<model>.yaml`` when the model has one (its studied recipe)."""
+    """``configs/<model>.yaml``, the model's studied recipe; None for a model of one's own (it has none).
+
+    A built-in model whose recipe is missing (a copy of fmnist installed without its configs) is one sentence,
+    never a run with the classes' defaults that looks like the studied recipe.
+    """
     path = CONFIG_DIR / f"{model}.yaml"
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    if model_info(model).has_recipe:
+        raise FmnistError(f"the recipe of {model!r} ({path}) is not installed with this copy of fmnist; reinstall "
+                          f"it from the repository (pip install .) or pass a config (train.py fit --config FILE).")
+    return None
 
 
 def load_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
