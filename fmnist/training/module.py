@@ -14,6 +14,7 @@ from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, create_model, get_spec
 from fmnist.serialization import weights_mismatch
 from fmnist.training.cpu_tuning import CpuThreadPicker, retain_freed_memory
+from fmnist.training.optimizers import MuonSGD, split_for_muon
 
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -45,7 +46,9 @@ class Classifier(L.LightningModule):
         model_name: a registered model (``python train.py --list-models``).
         model_kwargs: options for the model builder (e.g. ``{"dropout": 0.0}`` for ``deep``).
         num_classes: output classes.
-        optimizer: ``adam`` (study B: lr 1e-3, betas 0.9/0.999), ``adamw`` or ``sgd`` (lr 0.01, momentum 0.9).
+        optimizer: ``adam`` (study B: lr 1e-3, betas 0.9/0.999), ``adamw``, ``sgd`` (lr 0.01, momentum 0.9) or
+            ``muon``: Muon (orthogonalised Nesterov steps, :mod:`fmnist.training.optimizers`) for the convolution
+            filters at ``muon_lr`` / ``muon_momentum``, Nesterov SGD at ``lr`` / ``momentum`` for the rest.
         lr: learning rate; default 1e-3 for adam/adamw, 0.01 for sgd.
         scheduler: ``none``, ``plateau`` (ReduceLROnPlateau on val_loss, study B), ``cosine`` (per step,
             with ``warmup_epochs`` of linear warm-up) or ``onecycle``.
@@ -69,6 +72,8 @@ class Classifier(L.LightningModule):
         flip_tta: outside training (validation, test, predict, reports), average the class probabilities
             of each image and its mirror image; for models trained with horizontal flips (our ``vggbn``).
             The output is then log-probabilities, which cross-entropy and softmax treat as logits.
+        tta_shift: outside training, also average each view shifted by this many pixels up-left and down-right
+            (reflect padding), as airbench's test-time augmentation: 3 views, 6 with ``flip_tta``; 0 = off.
     """
 
     def __init__(
@@ -76,7 +81,7 @@ class Classifier(L.LightningModule):
         model_name: str = "deep",
         model_kwargs: dict[str, Any] | None = None,
         num_classes: int = 10,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        optimizer: Literal["adam", "adamw", "sgd", "muon"] = "adam",
         lr: float | None = None,
         betas: tuple[float, float] = (0.9, 0.999),
         momentum: float = 0.9,
@@ -94,6 +99,9 @@ class Classifier(L.LightningModule):
         cpu_threads: int | Literal["auto"] | None = None,
         retain_cpu_memory: bool = True,
         flip_tta: bool = False,
+        tta_shift: int = 0,
+        muon_lr: float = 0.24,
+        muon_momentum: float = 0.6,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -102,6 +110,11 @@ class Classifier(L.LightningModule):
             raise FmnistError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
         if lr is not None and lr <= 0:
             raise FmnistError(f"lr must be positive, got {lr}.")
+        if tta_shift < 0:
+            raise FmnistError(f"tta_shift must be 0 (off) or a number of pixels, got {tta_shift}.")
+        if muon_lr <= 0 or not 0 <= muon_momentum < 1:
+            raise FmnistError(f"muon_lr must be positive and muon_momentum in [0, 1); got {muon_lr} and "
+                              f"{muon_momentum}.")
         self.model = create_model(model_name, num_classes=num_classes, **(model_kwargs or {}))
         self.channels_last = False  # resolved: ``None`` becomes True/False in ``setup`` once the device is known
         if channels_last:
@@ -184,8 +197,24 @@ class Classifier(L.LightningModule):
 
     @property
     def test_time_views(self) -> int:
-        """How many views of each image :meth:`view_logits` scores (2 with flip TTA outside training, else 1)."""
-        return 2 if self.hparams.get("flip_tta") and not self.training else 1
+        """How many views of each image :meth:`view_logits` scores outside training: 1, x2 with flip TTA, x3
+        with shift TTA (in training always 1)."""
+        if self.training:
+            return 1
+        return (2 if self.hparams.get("flip_tta") else 1) * (3 if self.hparams.get("tta_shift") else 1)
+
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """The test-time views of a batch, stacked along the batch axis: ``[views * N, C, H, W]``."""
+        if self.training:
+            return x
+        if self.hparams.get("flip_tta"):
+            x = torch.cat([x, torch.flip(x, dims=[-1])])
+        shift = self.hparams.get("tta_shift") or 0
+        if shift:
+            h, w = x.shape[-2:]
+            padded = F.pad(x, (shift,) * 4, mode="reflect")
+            x = torch.cat([x, padded[..., :h, :w], padded[..., 2 * shift:, 2 * shift:]])
+        return x
 
     def view_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The network's raw logits for each test-time view, ``[views, N, C]``, in one forward pass.
@@ -195,9 +224,7 @@ class Classifier(L.LightningModule):
         """
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.test_time_views == 2:
-            x = torch.cat([x, torch.flip(x, dims=[-1])])
-        logits = self._forward_model(x)
+        logits = self._forward_model(self.views(x))
         return logits.reshape(self.test_time_views, -1, *logits.shape[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -275,6 +302,14 @@ class Classifier(L.LightningModule):
             lr = hp.lr or 0.01
             optimizer = torch.optim.SGD(params, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov,
                                         weight_decay=hp.weight_decay)
+        elif hp.optimizer == "muon":
+            lr = hp.lr or 0.01
+            filters, others = split_for_muon(self.model.named_parameters())
+            groups = [{"params": filters, "lr": hp.muon_lr, "momentum": hp.muon_momentum, "muon": True,
+                       "weight_decay": 0.0}] if filters else []
+            groups += [{"params": others, "lr": lr, "momentum": hp.momentum, "weight_decay": hp.weight_decay}
+                       ] if others else []
+            optimizer = MuonSGD(groups, lr=lr)
         else:
             lr = hp.lr or 1e-3
             cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
@@ -292,7 +327,10 @@ class Classifier(L.LightningModule):
                     "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
         total = int(self.trainer.estimated_stepping_batches)
         if hp.scheduler == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+            # Each group peaks at its own rate (Muon's filters and SGD's biases differ); Muon keeps its momentum.
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=total,
+                cycle_momentum=hp.optimizer != "muon")
         else:
             steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
             warmup = min(hp.warmup_epochs * steps_per_epoch, max(0, total - 1))
