@@ -56,9 +56,9 @@ def cli_main(argv: list[str] | None = None) -> int:
         ledger = Path(args.ledger) if args.ledger else repo / "results"
         if args.report_only:
             spec = get_budget(args.budget)
-            if not any((ledger / spec.name).glob("*/*.json")):
-                raise FmnistError(f"{ledger / spec.name} holds no records: nothing to report; run the experiments "
-                                  f"first (python -m fmnist.reproduce --budget {spec.name}).")
+            if not ledger.is_dir():
+                raise FmnistError(f"{ledger} holds no records: nothing to report; run the experiments first "
+                                  f"(python -m fmnist.reproduce --budget {spec.name}), or pass --ledger DIR.")
             path = write_results(ledger, spec, repo=repo, data_dir=args.data_dir)
         else:
             path = reproduce(args.budget, only=args.only, gpus=args.gpus, root=args.root, data_dir=args.data_dir,

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist.ledger import fingerprint, read_records
-from fmnist.reproduce.experiments import BY_NAME, EXPERIMENTS, Budget, Context, Experiment
-from fmnist.reproduce.recipes import piece_recipe
+from fmnist.ledger import read_records
+from fmnist.reproduce.experiments import EXPERIMENTS, Budget, Context, Experiment
+from fmnist.reproduce.recipes import Freshness
 from fmnist.studies import (
     ANCHOR,
     BENCHMARK,
@@ -97,37 +97,6 @@ def quick_budget_reason(budget: Budget, kind: str) -> str:
                 f"(the full budget uses all).")
     epochs = budget.cv_epochs if kind == "cv" else budget.epochs
     return f"Quick budget ({budget.train_subset:,} training images, {epochs} epochs): undertrained by design."
-
-
-class Freshness:
-    """Today's recipe fingerprint of every (experiment, model) a record can belong to, computed once."""
-
-    def __init__(self, budget: Budget, data_dir: str | None = None) -> None:
-        self.ctx = Context(budget, Path("."), 0, data_dir, log=lambda _: None)
-        self._cache: dict[tuple[str, str | None], dict[str, Any]] = {}
-
-    def expected(self, record: Mapping[str, Any]) -> str | None:
-        """The fingerprint today's code gives ``record``'s piece (None: the piece no longer exists)."""
-        exp = BY_NAME.get(record["experiment"])
-        if exp is None:
-            return None
-        if record["kind"] == "not_run" or record["item"] == "not-run":
-            return record["recipe_fingerprint"]  # a reason, not a result: never stale
-        model = record.get("model") if exp.kind not in ("train", "cv", "baseline") else None
-        key = (exp.name, model)
-        if key not in self._cache:
-            self._cache[key] = piece_recipe(self.ctx, exp, model)
-        recipe = dict(self._cache[key])
-        # Ensembles and photo items name the seeds they average; the photo set is the data a photo record was
-        # scored on (like the dataset files' sha256), not part of the recipe: a machine without the photos still
-        # tells a current photo record from a stale one.
-        for own in ("seeds", "photos"):
-            if own in record["recipe"]:
-                recipe[own] = record["recipe"][own]
-        return fingerprint(recipe)
-
-    def is_current(self, record: Mapping[str, Any]) -> bool:
-        return self.expected(record) == record["recipe_fingerprint"]
 
 
 def split_stale(records: Sequence[Mapping[str, Any]], freshness: Freshness
@@ -224,7 +193,8 @@ def _row(exp: Experiment, device: str, records: list[Mapping[str, Any]], budget:
 def collect(ledger: Path, budget: Budget, data_dir: str | None = None) -> dict[str, Any]:
     """Rows of every experiment of ``budget`` from the ledger's current records; stale ones listed apart."""
     records = read_records(ledger, budget.name)
-    current, stale = split_stale(records, Freshness(budget, data_dir))
+    current, stale = split_stale(records, Freshness(Context(budget, Path("."), 0, data_dir, log=lambda _: None,
+                                                            ledger=Path(ledger))))
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in current:
         grouped[(record["experiment"], record["device"])].append(record)

@@ -194,8 +194,9 @@ def html_page(data: dict[str, Any], prov: dict[str, Any], page_dir: Path, repo: 
                                  ("Can the explanations be trusted?", T.EXPLAIN_HEADER, T.explain_rows(rows))):
         if table:
             parts += [f"<h2>{e(heading)}</h2>", _table(head, table)]
-    for heading, fig in _figures(rows):
-        parts += [f"<h2>{e(heading)}</h2>", fig.to_html(full_html=False, include_plotlyjs=False)]
+    for number, (heading, fig) in enumerate(_figures(rows), start=1):  # fixed ids: the same ledger, the same page
+        parts += [f"<h2>{e(heading)}</h2>", fig.to_html(full_html=False, include_plotlyjs=False,
+                                                        div_id=f"chart-{number}")]
     gradcam = next((r for r in rows if r["kind"] == "gradcam" and r["device"] == "cpu"), {})
     if gradcam.get("images"):
         parts.append("<h2>Grad-CAM gallery</h2>")

@@ -1,22 +1,26 @@
-"""Today's recipe of every reproduce piece: what a record's fingerprint is compared with.
+"""Today's recipe of every reproduce piece, and whether a ledger record is of it (current) or not (stale).
 
 The pieces (:mod:`fmnist.reproduce.run`) train and score with exactly these configs and record their recipe;
-the pages (:mod:`fmnist.reproduce.page`) compute the same recipes again to tell a current record from a stale
-one. A downstream piece (the MNIST test, Grad-CAM, explanation checks, robustness, photos) has the recipe of the
-run it scores, by fingerprint, plus its own settings.
+the pages (:mod:`fmnist.reproduce.collect`) and the pieces' own skip check ask :class:`Freshness` whether a record
+is current. A training, CV or baseline record is current when its essential settings (those that differ from
+today's defaults, :func:`fmnist.training.recipe.essential`) are today's. A downstream piece (the MNIST test,
+Grad-CAM, explanation checks, robustness, photos) names the run it scored by fingerprint beside its own settings:
+its record is current when its own settings are today's and the run it names is the current record of each seed
+it scored.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fmnist.baselines import BASELINES
-from fmnist.ledger import fingerprint, sha256_file
+from fmnist.ledger import find_record, fingerprint, sha256_file
 from fmnist.reproduce.experiments import BY_NAME, ROBUSTNESS_OOD, Context, Experiment, photos_dir
 from fmnist.training.api import CONFIG_DIR, PRETRAIN_CONFIG, load_config, resolve_config
-from fmnist.training.recipe import plain, training_recipe
+from fmnist.training.recipe import essential, plain, training_recipe
 
 EXPLAIN_CHECK_IMAGES = 500  # explain-check on the first test images of each model (docs/gradcam.md)
 EXPLAIN_CHECK_SANITY = 50  # of them, re-explained at each randomisation step
@@ -74,7 +78,7 @@ def piece_recipe(ctx: Context, exp: Experiment, model: str | None = None) -> dic
         return {"baseline": spec.name, "params": plain(spec.defaults), "one_vs_rest": spec.one_vs_rest,
                 "train_subset": ctx.budget.baseline_subset}
     assert model is not None, exp.name
-    run = fingerprint(piece_recipe(ctx, BY_NAME[model]))
+    run = run_reference(piece_recipe(ctx, BY_NAME[model]))
     if exp.kind == "cross":
         return {"run": run, "dataset": "mnist"}
     if exp.kind == "gradcam":
@@ -94,3 +98,52 @@ def photo_set_digest(ctx: Context) -> str | None:
     return sha256_file(folder / "labels.csv")[:16] if folder and (folder / "labels.csv").is_file() else None
 
 
+
+
+def run_reference(recipe: Mapping[str, Any]) -> str:
+    """How a downstream record names the run it scored: the fingerprint of the run's essential settings."""
+    return fingerprint(essential(recipe))
+
+
+OWN_DATA = ("seeds", "photos")  # what a downstream record scored (its seeds, the photo set), not a setting to match
+
+
+class Freshness:
+    """Whether ledger records are of today's recipes (see the module docstring); today's recipes computed once."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._today: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+    def today(self, exp: Experiment, model: str | None = None) -> dict[str, Any]:
+        key = (exp.name, model)
+        if key not in self._today:
+            self._today[key] = piece_recipe(self.ctx, exp, model)
+        return self._today[key]
+
+    def is_current(self, record: Mapping[str, Any]) -> bool:
+        exp = BY_NAME.get(record["experiment"])
+        if exp is None:
+            return False  # the experiment is gone from the table
+        if record["item"] == "not-run":
+            return True  # a reason, not a result
+        if exp.kind in ("train", "cv", "baseline"):
+            return essential(record["recipe"]) == essential(self.today(exp))
+        model = record.get("model")
+        if model not in BY_NAME:
+            return False
+        stored = dict(record["recipe"])
+        today = {**self.today(exp, model), **{k: stored[k] for k in OWN_DATA if k in stored}}
+        scored = stored.pop("run", None)
+        today.pop("run")
+        if essential(stored) != essential(today):
+            return False
+        seeds = stored.get("seeds") or [record.get("seed")]
+        return all(self._scored_current_run(model, seed, record["device"], scored) for seed in seeds)
+
+    def _scored_current_run(self, model: str, seed: int | None, device: str, reference: Any) -> bool:
+        """Whether ``reference`` names the current record of ``model``'s seed (by either fingerprint it may carry:
+        records made before essential-settings references named the full recipe's)."""
+        upstream = find_record(self.ctx.ledger, self.ctx.budget.name, model, f"s{seed}", device)
+        return (upstream is not None and self.is_current(upstream)
+                and reference in (upstream["recipe_fingerprint"], run_reference(upstream["recipe"])))

@@ -33,7 +33,6 @@ from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
 from fmnist.interpret.selection import default_selection
 from fmnist.ledger import (
-    current,
     find_record,
     fingerprint,
     make_record,
@@ -64,6 +63,7 @@ from fmnist.reproduce.recipes import (
     EXPLAIN_CHECK_SANITY,
     GALLERY_IMAGES,
     PHOTO_PREPROCESS,
+    Freshness,
     cv_config,
     piece_recipe,
     train_config,
@@ -72,6 +72,7 @@ from fmnist.runs import read_json
 from fmnist.training.api import run_config
 from fmnist.training.checkpoints import load_trained
 from fmnist.training.cv import run_cv
+from fmnist.training.recipe import essential
 
 RECIPE_FILE = "recipe.json"  # in a run folder: the canonical recipe it was started with
 NOT_RUN_ITEM = "not-run"
@@ -91,9 +92,12 @@ def _record(ctx: Context, exp: Experiment, item: str, recipe: Mapping[str, Any],
     return path
 
 
-def _done(ctx: Context, exp: Experiment, item: str, recipe: Mapping[str, Any]) -> bool:
+def _done(ctx: Context, exp: Experiment, item: str, seeds: list[int] | None = None) -> bool:
+    """Whether the piece's record is in the ledger, of today's recipe and (an ensemble's) of these seeds: then the
+    piece is skipped."""
     record = find_record(ctx.ledger, ctx.budget.name, exp.name, item, ctx.device)
-    if current(record, fingerprint(recipe)):
+    same_seeds = seeds is None or (record is not None and record["recipe"].get("seeds") == seeds)
+    if record is not None and same_seeds and Freshness(ctx).is_current(record):
         ctx.log(f"  {exp.name} {item}: in the ledger already")
         return True
     if record is not None:
@@ -113,7 +117,7 @@ def ensure_run(ctx: Context, exp: Experiment, seed: int) -> Path:
     run_dir = ctx.run_dir(exp.name, seed)
     recipe = piece_recipe(ctx, exp)
     saved = read_json(run_dir / RECIPE_FILE)
-    if run_dir.exists() and saved is not None and fingerprint(saved) != fingerprint(recipe):
+    if run_dir.exists() and saved is not None and essential(saved) != essential(recipe):
         stale = run_dir.with_name(f"stale-{fingerprint(saved)}-{int(time.time())}")
         ctx.log(f"  {exp.name} seed {seed}: {run_dir} was made with another recipe; moved to {stale}")
         run_dir.rename(stale)
@@ -140,7 +144,7 @@ def ensure_run(ctx: Context, exp: Experiment, seed: int) -> Path:
 def _train(ctx: Context, exp: Experiment, seed: int) -> None:
     recipe = piece_recipe(ctx, exp)
     item = f"s{seed}"
-    if _done(ctx, exp, item, recipe):
+    if _done(ctx, exp, item):
         return
     run_dir = ensure_run(ctx, exp, seed)
     if not is_rank_zero():
@@ -169,7 +173,7 @@ def _up_to_date(product: Path, run_dir: Path) -> bool:
 
 def _cv(ctx: Context, exp: Experiment) -> None:
     recipe = piece_recipe(ctx, exp)
-    if _done(ctx, exp, "folds", recipe):
+    if _done(ctx, exp, "folds"):
         return
     cv_file = ctx.root / f"{exp.name}-cv" / "cv_results.json"
     started = time.perf_counter()
@@ -188,7 +192,7 @@ def _cv(ctx: Context, exp: Experiment) -> None:
 
 def _baseline(ctx: Context, exp: Experiment) -> None:
     recipe = piece_recipe(ctx, exp)
-    if _done(ctx, exp, "fit", recipe):
+    if _done(ctx, exp, "fit"):
         return
     out = ctx.root / "evaluation" / exp.name
     started = time.perf_counter()
@@ -207,10 +211,14 @@ def has_finished(ctx: Context, exp: Experiment, model: str, seeds: list[int]) ->
     A downstream piece only scores finished models: ``--only explain`` does not train every model first. A seed
     in the ledger whose run folder is not on this machine is trained again (CPU runs repeat bit for bit).
     """
-    upstream = BY_NAME[model]
-    recipe = fingerprint(piece_recipe(ctx, upstream))
+    freshness = Freshness(ctx)
+
+    def in_ledger(seed: int) -> bool:
+        record = find_record(ctx.ledger, ctx.budget.name, model, f"s{seed}", ctx.device)
+        return record is not None and freshness.is_current(record)
+
     missing = [seed for seed in seeds if not (ctx.run_dir(model, seed) / "metrics.json").is_file()
-               and not current(find_record(ctx.ledger, ctx.budget.name, model, f"s{seed}", ctx.device), recipe)]
+               and not in_ledger(seed)]
     if missing:
         ctx.log(f"  {exp.name}: `{model}` has not finished seed(s) {', '.join(map(str, missing))}; run `--only "
                 f"{model}` first. Skipped.")
@@ -227,7 +235,7 @@ def _cross(ctx: Context, exp: Experiment) -> None:
     seed = ctx.budget.seeds[0]
     for model in exp.needs:
         item = f"{model}-s{seed}"
-        if _done(ctx, exp, item, piece_recipe(ctx, exp, model)) or not has_finished(ctx, exp, model, [seed]):
+        if _done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
         run, recipe = _first_run(ctx, exp, model)
         started = time.perf_counter()
@@ -244,7 +252,7 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
     data = None
     for model in exp.needs:
         item = f"{model}-s{seed}"
-        if _done(ctx, exp, item, piece_recipe(ctx, exp, model)) or not has_finished(ctx, exp, model, [seed]):
+        if _done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
         run, recipe = _first_run(ctx, exp, model)
         started = time.perf_counter()
@@ -277,7 +285,7 @@ def _explain(ctx: Context, exp: Experiment) -> None:
     data = None
     for model in exp.needs:
         item = f"{model}-s{seed}"
-        if _done(ctx, exp, item, piece_recipe(ctx, exp, model)) or not has_finished(ctx, exp, model, [seed]):
+        if _done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
         run, recipe = _first_run(ctx, exp, model)
         started = time.perf_counter()
@@ -303,7 +311,7 @@ def _robustness(ctx: Context, exp: Experiment) -> None:
     for model in exp.needs:
         item = model
         recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
-        if _done(ctx, exp, item, recipe) or not has_finished(ctx, exp, model, seeds):
+        if _done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
             continue
         runs = [ensure_run(ctx, BY_NAME[model], seed) for seed in seeds]
         members = [ctx.run_name(model, seed) for seed in seeds]
@@ -329,7 +337,7 @@ def _photos(ctx: Context, exp: Experiment) -> None:
     targets += [(model, f"{model}-s{ctx.budget.seeds[0]}", [ctx.budget.seeds[0]]) for model in others]
     for model, item, seeds in targets:
         recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
-        if _done(ctx, exp, item, recipe) or not has_finished(ctx, exp, model, seeds):
+        if _done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
             continue
         runs = [ensure_run(ctx, BY_NAME[model], seed) for seed in seeds]
         started = time.perf_counter()

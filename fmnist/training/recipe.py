@@ -8,10 +8,15 @@ folders go, how many threads compute it). So the recipe is the resolved config, 
 every model and data setting filled in from the classes' own defaults, study aliases mapped to their model, and
 the settings that do not change the result (paths, logging, hardware, threads, precision, seed) left out; the
 seed and the precision are recorded beside the recipe instead.
+
+Two recipes are compared by their :func:`essential` parts: the settings that differ from today's defaults. A new
+option whose default keeps the old behaviour then leaves every earlier recipe current, while a default that
+changes in code makes the recipes that relied on the old value differ (their records wrote the old value out).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -104,19 +109,34 @@ def _kept(key: str) -> bool:
     return not any(key == p or key.startswith(p + ".") for p in NOT_RECIPE_PREFIXES)
 
 
+@functools.cache
+def recipe_defaults() -> dict[str, Any]:
+    """Today's default of every setting a recipe can hold, canonically spelled (the classes' and the CLI's)."""
+    defaults = {**_signature_defaults(Classifier, "model"), **_signature_defaults(ImageDataModule, "data"),
+                "trainer.max_epochs": DEFAULT_MAX_EPOCHS,
+                **{f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()},
+                **{f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()}}
+    return {canonical_key(key): plain(value) for key, value in defaults.items()}
+
+
+def essential(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of ``recipe`` that differ from today's defaults (for ``pretrain.*`` too): what two recipes
+    must agree on to do the same thing."""
+    defaults = recipe_defaults()
+    return {key: value for key, value in recipe.items()
+            if defaults.get(key.removeprefix("pretrain."), _MISSING) != value}
+
+
+_MISSING = object()
+
+
 def training_recipe(cfg: Mapping[str, Any], pretrain: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The canonical recipe of a resolved ``fit`` config (see the module docstring).
 
     ``pretrain``: the resolved config of the MNIST base that ``transfer`` trains on (its recipe is part of this one).
     """
     given = {canonical_key(k): v for k, v in flatten(cfg).items()}
-    recipe: dict[str, Any] = {}
-    for key, value in {**_signature_defaults(Classifier, "model"), **_signature_defaults(ImageDataModule, "data"),
-                       "trainer.max_epochs": DEFAULT_MAX_EPOCHS,
-                       **{f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()},
-                       **{f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()}}.items():
-        recipe[canonical_key(key)] = value
-    recipe.update(given)
+    recipe: dict[str, Any] = {**recipe_defaults(), **given}
     name = recipe.get("model.model_name")
     if isinstance(name, str):
         spec = get_spec(name)

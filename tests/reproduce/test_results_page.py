@@ -219,3 +219,27 @@ def test_a_ledger_record_is_readable_json_without_nan(ledger: Path) -> None:
     path = ledger / "fullish" / "deep" / "s1.cpu.json"
     text = path.read_text()
     assert json.loads(text)["metrics"]["test_acc"] == 0.915 and "NaN" not in text
+
+
+def test_a_new_option_at_its_default_leaves_records_current(ledger: Path) -> None:
+    """Records written before an option existed (their recipe lacks it) stay current while it is at its default;
+    a record that spells out a value other than today's default is stale."""
+    older = {k: v for k, v in _recipe("resnet").items() if not k.startswith("model.tta_shift")}
+    _train(ledger, "resnet", 1, 0.91, recipe=older)
+    changed = {**_recipe("resnet"), "model.min_lr": 1e-5}  # the default was once 1e-5, say: another recipe today
+    _train(ledger, "resnet", 2, 0.92, recipe=changed, commit="0ld0ld0")
+    rows = _rows(ledger)
+    assert rows["resnet"]["n"] == 1 and rows["resnet"]["values"] == [0.91]
+
+
+def test_a_downstream_record_is_current_only_with_the_current_run_it_scored(ledger: Path) -> None:
+    recipe = _recipe("mnist-cross", "deep")
+    record = make_record(kind="cross", budget=FULLISH.name, experiment="mnist-cross", item="deep-s1", device="cpu",
+                         recipe=recipe, metrics={"accuracy": 0.1}, provenance=_provenance(), model="deep", seed=1)
+    write_record(ledger, record)
+    assert [c["model"] for c in next(r for r in collect(ledger, FULLISH)["rows"] if r["kind"] == "cross")["cross"]] \
+        == ["deep"]
+    # The run it scored is replaced by one of another recipe: the MNIST score is stale with it.
+    _train(ledger, "deep", 1, 0.90, recipe={**_recipe("deep"), "model.lr": 0.5})
+    data = collect(ledger, FULLISH)
+    assert {(s["experiment"], s["item"]) for s in data["stale"]} == {("deep", "s1"), ("mnist-cross", "deep-s1")}
