@@ -15,12 +15,11 @@ from typing import Any
 
 from fmnist.errors import FmnistError
 from fmnist.files import write_text_atomic
-from fmnist.ledger import read_records
 from fmnist.reproduce import tables as T
+from fmnist.reproduce.speed import KERAS_RATIO, TIME_TO_ACCURACY, speed_records
 
 BEGIN = "<!-- results:begin (generated from results/ by `python -m fmnist.reproduce --budget full --report-only`; do not edit) -->"
 END = "<!-- results:end -->"
-SPEED_BUDGET = "speed"  # ledger folder of the speed benchmarks (time to accuracy, the Keras ratio)
 
 
 def _values(row: dict[str, Any]) -> str:
@@ -101,38 +100,41 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def speed_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def speed_lines(current: Sequence[Mapping[str, Any]], stale: Sequence[Mapping[str, Any]]) -> list[str]:
     """Time to accuracy per speedrun recipe and the ratio to the studies' Keras code, from the speed records."""
     runs: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     ratios = []
-    for record in records:
-        if record["kind"] == "time_to_accuracy":
-            runs[(record["experiment"], record["device"])].append(record)
-        elif record["kind"] == "keras_ratio":
+    for record in current:
+        if record["kind"] == TIME_TO_ACCURACY:
+            runs[(record["experiment"] + ("" if not record["recipe"].get("benchmark.train_on_validation")
+                                          else " (all 60,000 images)"), record["device"])].append(record)
+        elif record["kind"] == KERAS_RATIO:
             ratios.append(record)
     if not runs and not ratios:
         return []
-    lines = ["", "**Speed** (process wall time from start to test score, nothing else running; "
-             "`python benchmarks/time_to_accuracy.py`):", "",
+    lines = ["", "**Speed** (`python benchmarks/time_to_accuracy.py`: process wall time from start to test score, "
+             "mean ± std over seeds, nothing else running):", "",
              "| recipe | target | test accuracy | seconds | n | reached (mean ≥ target) | device | commit(s) |",
              "|---|---:|---|---|---:|---|---|---|"]
     for (name, device), group in sorted(runs.items()):
         target = group[0]["metrics"]["target"]
         accuracy = _mean_std([r["metrics"]["test_acc"] for r in group])
-        seconds = _mean_std([r["metrics"]["wall_seconds"] for r in group])
-        reached = accuracy[0] >= target
+        seconds = _mean_std([r["metrics"]["process_seconds"] for r in group])
         lines.append(f"| `{name}` | {T.pct(target)} | {T.pct(*accuracy)} | {seconds[0]:.1f}"
                      + (f" ± {seconds[1]:.1f}" if seconds[1] is not None else "") + f" | {len(group)} | "
-                     f"{'yes' if reached else 'no'} | {device} | "
+                     f"{'yes' if accuracy[0] >= target else 'no'} | {device} | "
                      + ", ".join(sorted({r['provenance'].get('git_commit') or '?' for r in group})) + " |")
     for record in sorted(ratios, key=lambda r: r["item"]):
         metrics = record["metrics"]
         pairs = ", ".join(f"{p['ratio']:.2f}" for p in metrics["pairs"])
-        lines.append("")
-        lines.append(f"Against the studies' Keras code ({record['item']}, `deep`, batch 64, Adam, "
-                     f"{metrics['precision']}): ours {metrics['ours_median']:.1f} s per epoch, Keras "
-                     f"{metrics['keras_median']:.1f} s; ratio **{metrics['median_ratio']:.2f}** (median of pairs "
-                     f"{pairs}; goal ≤ {metrics['goal']:.2f}: {'reached' if metrics['median_ratio'] <= metrics['goal'] else 'not reached'}).")
+        verdict = "reached" if metrics["median_ratio"] <= metrics["goal"] else "not reached"
+        lines += ["", f"Against the studies' Keras code ({metrics['day']}, `{record['recipe']['model']}`, batch "
+                      f"{record['recipe']['batch_size']}, Adam, {metrics['precision']}, `python "
+                      f"benchmarks/epoch_time.py`): ours {metrics['ours_median']:.1f} s per epoch, Keras "
+                      f"{metrics['keras_median']:.1f} s; ratio **{metrics['median_ratio']:.2f}** (median of the pairs "
+                      f"{pairs}; goal ≤ {metrics['goal']:.2f} on two days: {verdict} this day)."]
+    if stale:
+        lines += ["", f"{len(stale)} speed record(s) of older recipes are left out."]
     return lines
 
 
@@ -148,7 +150,7 @@ def block(data: dict[str, Any], ledger: Path) -> list[str]:
              f"NAME`, NAME in backticks; the whole page: [RESULTS.md](RESULTS.md).", "", *main_table(rows)]
     if skipped := [r for r in rows if r["not_run"]]:
         lines += ["", *(f"- `{r['name']}` not run on this machine: {r['not_run']}." for r in skipped)]
-    lines += speed_lines(read_records(ledger, SPEED_BUDGET) if (ledger / SPEED_BUDGET).is_dir() else [])
+    lines += speed_lines(*speed_records(ledger))
     return lines
 
 
