@@ -27,8 +27,10 @@ the epochs it trained after that one. ``ratio`` is the speedrun's mean process t
 
 Timings are only as good as the machine is quiet: the load average is recorded before and after every run.
 ``--omp-wait-policy passive`` stops OpenMP threads busy-waiting (far cheaper on a machine shared with other
-jobs); ``--threads N`` pins torch's threads (``--model.cpu_threads N``). One JSON record per invocation goes to
-``docs/results/benchmarks/time_to_accuracy-<date>.json`` (``--out`` to change).
+jobs); ``--threads N`` pins torch's threads (``--model.cpu_threads N``). Every finished speedrun run becomes a
+record of the results ledger (``results/speed/<recipe>/s<seed>.cpu.json``, ``--ledger`` to change), from which
+README's speed table is generated; the whole invocation (baseline curves included) is also written as one JSON
+document to ``docs/results/benchmarks/time_to_accuracy-<date>.json`` (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -253,6 +255,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "'-' prints it only)")
     parser.add_argument("--train-on-validation", action="store_true",
                         help="train the speedrun recipes on all 60,000 training images (not the baselines)")
+    parser.add_argument("--ledger", default=str(ROOT / "results"),
+                        help="results ledger the speedrun runs are recorded in ('-': none)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     return parser.parse_args(argv)
 
@@ -278,6 +282,29 @@ def machine() -> dict[str, Any]:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def ledger_record(record: RunRecord, target: int, args: argparse.Namespace) -> Path:
+    """One timed speedrun run as a record of the results ledger (README's speed table reads these)."""
+    sys.path.insert(0, str(ROOT))
+    from fmnist.ledger import write_record  # the package, only once a run has finished
+    from fmnist.reproduce.experiments import device_of
+    from fmnist.reproduce.speed import time_to_accuracy_record
+
+    run_metrics = json.loads((Path(record.run_dir) / "metrics.json").read_text())
+    import yaml  # values as the CLI reads them (``trainer.max_epochs=1`` -> 1)
+
+    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.overrides)}
+    device, device_name = device_of(0)
+    document = time_to_accuracy_record(
+        name=Path(record.config).stem, config=str(ROOT / record.config), seed=record.seed, target=target / 100,
+        train_on_validation=args.train_on_validation, overrides=overrides or None,
+        metrics={"test_acc": record.test_acc, "val_acc": record.val_acc, "process_seconds": record.process_seconds,
+                 "fit_seconds": record.fit_seconds, "loop_seconds": record.loop_seconds, "epochs": record.epochs,
+                 "epoch_seconds": record.epoch_seconds, "load_before": record.load_before,
+                 "load_after": record.load_after},
+        device=device, device_name=device_name, command=" ".join(["python", *sys.argv]), run_metrics=run_metrics)
+    return write_record(Path(args.ledger), document)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         run_timed(record, env)
         if record.error is None and group.startswith("baseline:"):
             record.curve = accuracy_curve(record, lambda path: checkpoint_test_accuracy(path, args.data_dir))
+        if record.error is None and group.startswith("target") and args.ledger != "-":
+            print(f"   recorded {ledger_record(record, int(group.removeprefix('target')), args)}", flush=True)
         results.setdefault(group, []).append(record)
         status = (f"test_acc {record.test_acc:.4f}, process {record.process_seconds:.1f} s, "
                   f"loop {record.loop_seconds:.1f} s" if record.error is None else f"FAILED: {record.error}")
