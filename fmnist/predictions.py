@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.files import json_text, write_atomic
 
 
 # -- the predictions object -------------------------------------------------------------------------
@@ -100,18 +101,16 @@ class Predictions:
         return self.output_names or self.class_names
 
     def save(self, path: str | Path) -> Path:
-        """Write a compressed ``.npz`` (arrays + a JSON header), reloadable with :meth:`load`."""
+        """Write a compressed ``.npz`` (arrays + a JSON header), reloadable with :meth:`load`; atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {"dataset": self.dataset, "model": self.model, "class_names": list(self.class_names),
                   "split": self.split, "output_names": list(self.output_names) if self.output_names else None,
                   "meta": self.meta}
         arrays = {"probs": self.probs, "labels": self.labels, "indices": self.indices,
-                  "header": np.array(json.dumps(header, default=json_default))}
+                  "header": np.array(json_text(header, indent=None, default=json_default))}
         if self.images is not None:
             arrays["images"] = self.images
-        np.savez_compressed(path, **arrays)
-        return path
+        return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
 
     @classmethod
     def load(cls, path: str | Path) -> Predictions:

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback
 from fmnist.errors import FmnistError
 from fmnist.models import get_spec
 from fmnist.runs import read_metrics
+from fmnist.serialization import read_text_capped
 from fmnist.training.lightning_cli import AUTO_NAME, DEFAULT_LOGDIR, FmnistCLI
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -62,9 +63,10 @@ def load_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         return copy.deepcopy(dict(config))
     path = Path(config)
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise FmnistError(f"config {path} is not readable ({exc.strerror}); pass an existing YAML file.") from None
+        loaded = yaml.safe_load(read_text_capped(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FmnistError(f"config {path} is not readable ({getattr(exc, 'strerror', None) or exc}); pass an "
+                          f"existing YAML file.") from None
     except yaml.YAMLError as exc:
         raise FmnistError(f"config {path} is not valid YAML ({str(exc).splitlines()[0]}).") from None
     if not isinstance(loaded, dict):
