@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -101,6 +102,12 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def copy_atomic(source: str | Path, path: str | Path) -> Path:
+    """A copy of ``source`` at ``path``, written atomically (``shutil.copyfile`` truncates ``path`` first)."""
+    with Path(source).open("rb") as handle:
+        return write_atomic(path, lambda out: shutil.copyfileobj(handle, out))
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

@@ -373,3 +373,32 @@ def test_no_json_fmnist_writes_holds_nan(tmp_path: Path) -> None:
     assert _strict_json(tmp_path / "metrics.json") == {"test_acc": None, "curve": [1.0, None, None]}
     write_json_atomic(tmp_path / "x.json", {"v": np.float32("nan")}, default=lambda v: v.item())
     assert _strict_json(tmp_path / "x.json") == {"v": None}
+
+
+def test_a_full_disk_while_writing_a_report_keeps_the_previous_one(tmp_path: Path, synthetic_data_dir: str,
+                                                                   cnn_checkpoint: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    import errno
+    import os
+
+    import fmnist.predictions
+    from fmnist.predictions import Predictions
+
+    run = _fake_run(Inputs(tmp_path, synthetic_data_dir, cnn_checkpoint))
+    out = tmp_path / "report"
+    args = [str(run), "--out", str(out), "--data-dir", synthetic_data_dir, "--no-plots"]
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(args) == 0
+    capfd.readouterr()
+    good = (out / "predictions.npz").read_bytes()
+
+    def disk_fills(handle, **arrays) -> None:
+        handle.write(b"PK" * 5000)  # some bytes reach the disk, then it is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fmnist.predictions.np, "savez_compressed", disk_fills)
+    assert evaluate_main(args) == 2
+    assert _the_error(capfd).startswith(f"error: no space left on the disk holding {out / 'predictions.npz'}")
+    monkeypatch.undo()
+    assert (out / "predictions.npz").read_bytes() == good and Predictions.load(out).n == 100
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

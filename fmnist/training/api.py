@@ -10,7 +10,6 @@ builds or re-parses a command line.
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from fmnist.errors import FmnistError
+from fmnist.files import copy_atomic
 from fmnist.models import get_spec
 from fmnist.runs import read_metrics
 from fmnist.serialization import read_text_capped
@@ -264,7 +264,7 @@ def with_transfer_base(cfg: dict[str, Any]) -> dict[str, Any]:
         if cli.trainer.is_global_zero:
             base.parent.mkdir(parents=True, exist_ok=True)
             if best:
-                shutil.copyfile(best, base)
+                copy_atomic(best, base)  # a transfer run reads it: never half a file
             else:
                 cli.trainer.save_checkpoint(base)
         if cli.trainer.world_size > 1:
