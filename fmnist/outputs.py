@@ -20,10 +20,12 @@ from fmnist.serialization import read_json_capped
 MARKER = ".fmnist-output.json"
 # Files that make a folder a training run, a K-fold or a sweep: what no report may be written over.
 RUN_MARKS = ("checkpoints", "hparams.yaml", "cv_config.json", "study.db", "best.yaml")
-# The file each command's report is recognised by when its folder has no marker (written before markers).
-SIGNATURES = {"evaluate": "metrics.json", "predict": "predictions.csv", "compare": "comparison.md",
-              "robustness": "robustness.json", "ood": "ood.json", "ensemble": "ensemble.json",
-              "calibrate": "calibration.json", "explain-check": "explain_check.json"}
+# The file each command's report is recognised by when its folder has no marker (written before markers); the
+# most specific first: an ensemble's folder also holds a report, a robustness and an OOD summary, a photo folder a
+# metrics.json.
+SIGNATURES = {"ensemble": "ensemble.json", "predict": "predictions.csv", "compare": "comparison.md",
+              "robustness": "robustness.json", "ood": "ood.json", "calibrate": "calibration.json",
+              "explain-check": "explain_check.json", "evaluate": "metrics.json"}
 COMMANDS = {"evaluate": "evaluate.py RUN", "robustness": "evaluate.py RUN --dataset fashion-c"}  # others: evaluate.py X
 
 
@@ -68,8 +70,6 @@ def _holder(folder: Path) -> tuple[str | None, str | None]:
     for command, signature in SIGNATURES.items():
         if (folder / signature).is_file():
             name = _json(folder / signature).get("name") if signature.endswith(".json") else None
-            if command == "evaluate" and (folder / SIGNATURES["predict"]).is_file():
-                continue  # a photo folder's metrics.json
             return command, name if isinstance(name, str) else None
     return None, None
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from fmnist.errors import FmnistError
 from fmnist.files import json_text, write_atomic
+from fmnist.serialization import MAX_TEXT_BYTES, too_large
 
 
 # -- the predictions object -------------------------------------------------------------------------
@@ -121,6 +122,9 @@ class Predictions:
             raise FmnistError(f"no predictions file at {path}; run `python evaluate.py ...` to write a report first.")
         try:
             with np.load(path, allow_pickle=False) as data:
+                size = data.zip.getinfo("header.npy").file_size  # its JSON, refused from its size when too large
+                if size > MAX_TEXT_BYTES * 4:  # numpy stores the text as UTF-32
+                    raise too_large(path, size, MAX_TEXT_BYTES * 4)
                 header = json.loads(str(data["header"]))
                 return cls(probs=data["probs"], labels=data["labels"], indices=data["indices"],
                            dataset=header["dataset"], model=header["model"], class_names=tuple(header["class_names"]),
