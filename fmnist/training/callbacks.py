@@ -14,11 +14,12 @@ import torch
 class EpochTimer(L.Callback):
     """Wall-clock seconds of each training epoch (train + validation), for metrics.json and benchmarks.
 
-    Each epoch's time is known by the end of its validation, which is when its checkpoint is written (the
-    checkpoint callbacks run after this one), so a checkpoint carries the time of the epoch it ends. Times
-    are kept by epoch: a resumed run keeps those of its checkpoint and adds the epochs it trains itself,
-    and the end of the checkpoint's epoch that Lightning plays again on resume changes nothing (issue 30: a
-    resumed run read [5.08, 20.65, 4.16] for three epochs of ~20 s).
+    Each epoch's time is taken at the end of its validation and again at the end of the training epoch, and
+    the checkpoint callbacks run after this one at either point, so a checkpoint carries the time of the epoch
+    it ends. Times are kept by epoch index: a resumed run keeps those of its checkpoint and adds the epochs it
+    starts itself; an epoch this process did not start (the checkpoint's, whose end Lightning plays again on
+    resume) is never timed again, and no epoch is counted twice (issue 30 saw [5.08, 20.65, 4.16] for three
+    epochs of ~20 s after a resume).
     """
 
     def __init__(self) -> None:
