@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 from fmnist.errors import FmnistError
+from fmnist.files import NO_SPACE, disk_error
 
 COMMANDS = {
     "stats": "fmnist.data.stats",
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.cli_main(args) or 0)
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk wherever it struck (reports are written atomically: nothing half-written)
+        if exc.errno not in NO_SPACE:
+            raise
+        print(f"error: {disk_error(Path(exc.filename or '.'), exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,12 +9,15 @@ parsers refuse them): non-finite floats become ``null``.
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,12 +26,21 @@ from fmnist.errors import FmnistError
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-def disk_error(path: Path, exc: OSError) -> FmnistError:
+class WriteError(FmnistError):
+    """A file could not be written (a full disk, a read-only folder); the previous file, if any, is kept."""
+
+    def __init__(self, what: str, advice: str, path: Path, full: bool) -> None:
+        super().__init__(f"{what}; {advice}")
+        self.what, self.path, self.full = what, path, full  # what: "no space left on the disk holding PATH"
+
+
+def disk_error(path: Path, exc: OSError) -> WriteError:
     """One sentence for an OSError while writing ``path`` (a full disk named as such)."""
     if exc.errno in NO_SPACE:
-        return FmnistError(f"no space left on the disk holding {path}; free some space (or write elsewhere) and "
-                           f"run the command again: the previous file, if any, is kept.")
-    return FmnistError(f"cannot write {path} ({exc.strerror or exc}); check the folder exists and is writable.")
+        return WriteError(f"no space left on the disk holding {path}", "free some space (or write elsewhere) and "
+                          "run the command again: the previous file, if any, is kept.", path, True)
+    return WriteError(f"cannot write {path} ({exc.strerror or exc})", "check the folder exists and is writable.",
+                      path, False)
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -43,10 +55,12 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     except OSError as exc:
         raise disk_error(path, exc) from None
     tmp = Path(tmp_name)
+    handle = None
     try:
         os.chmod(fd, _mode_for(path))
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
+        with os.fdopen(fd, "wb") as raw:
+            handle = _Recording(raw)
+            write(handle)  # type: ignore[arg-type]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -55,8 +69,29 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         raise disk_error(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
+        if handle is not None and handle.error is not None:  # e.g. torch.save reports ENOSPC as a RuntimeError
+            raise disk_error(path, handle.error) from None
         raise
     return path
+
+
+class _Recording:
+    """A file handle that remembers the OSError a write raised: torch.save, for one, turns a full disk into
+    ``RuntimeError: unexpected pos``, and the sentence must still say the disk is full."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
 
 
 def _mode_for(path: Path) -> int:
@@ -69,12 +104,44 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def copy_atomic(source: str | Path, path: str | Path) -> Path:
+    """A copy of ``source`` at ``path``, written atomically (``shutil.copyfile`` truncates ``path`` first)."""
+    with Path(source).open("rb") as handle:
+        return write_atomic(path, lambda out: shutil.copyfileobj(handle, out))
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return write_atomic(path, lambda handle: handle.write(data))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """``text`` as UTF-8; characters that cannot be encoded (a file name's undecodable bytes) are escaped."""
+    return write_bytes_atomic(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """A CSV file (header, then rows), written atomically."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def write_dict_csv_atomic(path: str | Path, fieldnames: Sequence[str], rows: Iterable[dict[str, Any]]) -> Path:
+    """A CSV file of dictionaries (keys beyond ``fieldnames`` are an error, as in ``csv.DictWriter``), atomically."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def save_figure_atomic(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig`` into a temporary file beside ``path``, then renamed (the format comes from the suffix)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    return write_atomic(path, lambda handle: fig.savefig(handle, format=fmt, **savefig_kwargs))
 
 
 def finite(value: Any) -> Any:

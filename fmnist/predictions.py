@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.files import json_text, write_atomic
+from fmnist.serialization import MAX_TEXT_BYTES, too_large
 
 
 # -- the predictions object -------------------------------------------------------------------------
@@ -100,18 +102,16 @@ class Predictions:
         return self.output_names or self.class_names
 
     def save(self, path: str | Path) -> Path:
-        """Write a compressed ``.npz`` (arrays + a JSON header), reloadable with :meth:`load`."""
+        """Write a compressed ``.npz`` (arrays + a JSON header), reloadable with :meth:`load`; atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {"dataset": self.dataset, "model": self.model, "class_names": list(self.class_names),
                   "split": self.split, "output_names": list(self.output_names) if self.output_names else None,
                   "meta": self.meta}
         arrays = {"probs": self.probs, "labels": self.labels, "indices": self.indices,
-                  "header": np.array(json.dumps(header, default=json_default))}
+                  "header": np.array(json_text(header, indent=None, default=json_default))}
         if self.images is not None:
             arrays["images"] = self.images
-        np.savez_compressed(path, **arrays)
-        return path
+        return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
 
     @classmethod
     def load(cls, path: str | Path) -> Predictions:
@@ -122,6 +122,9 @@ class Predictions:
             raise FmnistError(f"no predictions file at {path}; run `python evaluate.py ...` to write a report first.")
         try:
             with np.load(path, allow_pickle=False) as data:
+                size = data.zip.getinfo("header.npy").file_size  # its JSON, refused from its size when too large
+                if size > MAX_TEXT_BYTES * 4:  # numpy stores the text as UTF-32
+                    raise too_large(path, size, MAX_TEXT_BYTES * 4)
                 header = json.loads(str(data["header"]))
                 return cls(probs=data["probs"], labels=data["labels"], indices=data["indices"],
                            dataset=header["dataset"], model=header["model"], class_names=tuple(header["class_names"]),

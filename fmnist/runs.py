@@ -8,7 +8,6 @@ machine) that results files record.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -19,9 +18,21 @@ from typing import Any
 import torch
 
 from fmnist.errors import FmnistError
+from fmnist.files import write_json_atomic
+from fmnist.serialization import read_json_capped
 
 _VERSION = re.compile(r"version_(\d+)")
 METRICS_FILE = "metrics.json"
+
+
+def check_folder_name(key: str, value: Any) -> None:
+    """A run name or version names one folder under the log root: never a path that leaves it (None: unset)."""
+    if value is None:
+        return
+    text = str(value)
+    if not text or text in (".", "..") or "/" in text or "\\" in text or os.sep in text or "\0" in text:
+        raise FmnistError(f"{key} {text!r} must be one folder name (no '/', not '.' or '..'): runs live in "
+                          f"<save_dir>/<name>/<version>; choose another --logdir to put them elsewhere.")
 
 
 def version_number(folder: Path) -> int | None:
@@ -83,11 +94,15 @@ def run_tag(model_name: str, checkpoint: Path, run_dir: Path | None) -> str:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's object, or None when it is missing or unreadable (a run still in progress)."""
+    """A JSON file's object, or None when it is missing or unreadable (a run still in progress).
+
+    A file too large to be one fmnist wrote is refused (FmnistError) before it is read.
+    """
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
+        value = read_json_capped(path) if path.is_file() else None
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -95,13 +110,8 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """Write ``metrics.json`` atomically (a reader never sees half a file)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / METRICS_FILE
-    tmp = path.with_name(f".{METRICS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``metrics.json`` atomically (a reader never sees half a file), as strict JSON (NaN -> null)."""
+    return write_json_atomic(run_dir / METRICS_FILE, metrics)
 
 
 def git(*args: str, cwd: Path | None = None) -> str | None:

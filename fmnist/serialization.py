@@ -1,13 +1,18 @@
-"""Reading files a user hands us without running code from them.
+"""Reading files a user hands us without running code from them, and without reading more than such a file can be.
 
 A ``.ckpt`` is a pickle and so was the scikit-learn cache (joblib): unpickling a crafted file runs
 whatever it names. Every checkpoint here is read with ``torch.load(..., weights_only=True)`` (tensors
 and plain containers only) and every fitted estimator with ``skops.io`` behind an explicit list of
 the types that estimator needs. A file that needs more is refused with one sentence, never loaded.
+
+The JSON and YAML files fmnist reads back (metrics.json, reports, configs, sweep files) are small; one
+that is larger than :data:`MAX_TEXT_BYTES` was not written by fmnist, and it is refused from its size,
+before it is read (a 2 GB ``metrics.json`` would otherwise take gigabytes of memory to parse).
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from collections.abc import Iterable
@@ -18,8 +23,40 @@ import skops.io as sio
 import torch
 
 from fmnist.errors import FmnistError
+from fmnist.files import write_atomic
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+MAX_TEXT_BYTES = 16 * 2**20  # a metrics.json is a few KB, a report's a few hundred; configs smaller still
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{n} bytes"
+
+
+def too_large(path: Path, size: int, max_bytes: int) -> FmnistError:
+    return FmnistError(f"{path} is {_size(size)}, over the {_size(max_bytes)} a file of this kind can be; it was "
+                       f"not written by fmnist (or it was damaged): pass the right file.")
+
+
+def read_text_capped(path: str | Path, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A small text file's contents (UTF-8), refused from its size before it is read when over ``max_bytes``.
+
+    Raises OSError (missing, unreadable) and UnicodeDecodeError as ``Path.read_text`` does; callers name those.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise too_large(path, size, max_bytes)
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)  # the file may have grown since stat
+    if len(data) > max_bytes:
+        raise too_large(path, len(data), max_bytes)
+    return data.decode("utf-8-sig")
+
+
+def read_json_capped(path: str | Path, max_bytes: int = MAX_TEXT_BYTES) -> Any:
+    """A small JSON file's value (see :func:`read_text_capped`); ValueError for text that is not JSON."""
+    return json.loads(read_text_capped(path, max_bytes))
 
 
 # What torch.load raises for a missing, unreadable, foreign or code-carrying file.
@@ -38,8 +75,8 @@ def checkpoint_error(path: Path, exc: BaseException) -> FmnistError:
                            f"written by fmnist's training or re-save the weights as a plain state dict.")
     if isinstance(exc, FileNotFoundError):
         return FmnistError(f"checkpoint {path} does not exist; pass a run folder or an existing .ckpt file.")
-    return FmnistError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0] if str(exc) else 'empty file'}).")
+    first = str(exc).splitlines()[0].split(". ")[0].rstrip(".") if str(exc) else "empty file"  # one sentence
+    return FmnistError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {first}).")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -70,8 +107,8 @@ def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any]) -
 
 
 def save_estimator(estimator: Any, path: str | Path) -> None:
-    """Write a fitted scikit-learn estimator in skops format (loading it cannot run code)."""
-    sio.dump(estimator, Path(path))
+    """Write a fitted scikit-learn estimator in skops format (loading it cannot run code), atomically."""
+    write_atomic(path, lambda handle: sio.dump(estimator, handle))
 
 
 def load_estimator(path: str | Path, trusted: Iterable[str] = ()) -> Any:

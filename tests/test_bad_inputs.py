@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from fmnist.cli import main as evaluate_main
+from fmnist.errors import FmnistError
 from fmnist.training.cli import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,3 +191,214 @@ def test_a_run_that_fails_in_setup_leaves_no_version_folder(tmp_path: Path, synt
     assert train_main(["--model", "scratch", "--epochs", "1", "--data.data_dir", data,
                        "--logdir", str(tmp_path / "logs"), *QUIET]) == 2
     assert not list((tmp_path / "logs").rglob("version_*"))
+
+
+# -- issue 30: no silent success ------------------------------------------------------------------------
+# A diverged, preempted or disk-full run never looks like a result; a report never overwrites a run; every check
+# that can fail comes before anything is written. (The soak test of random kills is tests/training/test_soak.py.)
+TINY = ["--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
+        "--data.batch_size", "16", *QUIET]
+
+
+def _strict_json(path: Path) -> dict:
+    """The file parsed by a strict parser: NaN or Infinity in it fails the test."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path} holds {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _the_error(capfd: pytest.CaptureFixture) -> str:
+    """The one ``error:`` line of a refused command (and no traceback)."""
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize("lr", ["1000", "1e9"])
+def test_a_diverging_run_stops_at_once_and_says_so(lr: str, tmp_path: Path, synthetic_data_dir: str,
+                                                   monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = train_main(["--model", "scratch", "--model.lr", lr, "--epochs", "2", "--data.data_dir", synthetic_data_dir,
+                       "--logdir", str(tmp_path / "logs"), *TINY])
+    error = _the_error(capfd)
+    assert code == 2
+    assert error.startswith("error: training diverged at epoch 1, step ") and "last finite loss" in error
+    assert f"model.lr, now {float(lr):g}" in error
+    metrics = _strict_json(tmp_path / "logs" / "scratch" / "version_0" / "metrics.json")
+    assert metrics["status"] == "diverged" and metrics["test_acc"] is None and metrics["epoch"] == 1
+    assert metrics["step"] <= 4  # it stopped in the first epoch's few batches, not after it
+    assert not list((tmp_path / "logs").rglob("*.ckpt"))  # no checkpoint of broken weights
+    assert {p.name for p in tmp_path.iterdir()} == {"logs"}
+
+
+def test_compare_refuses_a_diverged_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    run = tmp_path / "runs" / "deep" / "version_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"status": "diverged", "message": "training diverged at epoch 2",
+                                                  "model": "deep", "test_acc": None}))
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(["compare", str(run)]) == 2
+    assert "ended 'diverged'" in _the_error(capfd)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_cross_validation_never_averages_a_diverged_fold(tmp_path: Path, synthetic_data_dir: str,
+                                                         monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = train_main(["--model", "scratch", "--model.lr", "1000", "--epochs", "1", "--folds", "2",
+                       "--data.data_dir", synthetic_data_dir, "--logdir", str(tmp_path / "logs"), *TINY])
+    error = _the_error(capfd)
+    assert code == 2 and "fold(s) 0, 1 of 2 diverged" in error
+    summary = _strict_json(tmp_path / "logs" / "scratch-cv" / "cv_results.json")
+    assert summary["aggregate"]["folds_done"] == 0 and summary["aggregate"]["test_acc"]["mean"] is None
+    assert [d["fold"] for d in summary["diverged"]] == [0, 1]
+
+
+def test_a_reproduce_piece_whose_run_diverged_fails(tmp_path: Path) -> None:
+    """A rerun of ``python -m fmnist.reproduce`` must not evaluate (and average) the diverged run's checkpoint."""
+    from fmnist.reproduce import run as reproduce_run
+    from fmnist.reproduce.experiments import BY_NAME
+
+    exp = BY_NAME["deep"]
+    ctx = reproduce_run.Context(reproduce_run.get_budget("quick"), tmp_path / "root", 0, None, lambda *_: None,
+                                ledger=tmp_path / "results", repo=tmp_path)
+    run_dir = ctx.run_dir(exp.name, 42)
+    run_dir.mkdir(parents=True)
+    (run_dir / reproduce_run.RECIPE_FILE).write_text(json.dumps(reproduce_run.piece_recipe(ctx, exp), sort_keys=True))
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "diverged", "test_acc": None}))
+    with pytest.raises(FmnistError, match="ended 'diverged'"):
+        reproduce_run.ensure_run(ctx, exp, 42)
+
+
+def _fake_run(inputs: Inputs) -> Path:
+    """A training run folder: the tiny checkpoint as its best.ckpt and a run's metrics.json."""
+    run = inputs.folder / "runs" / "cnn" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(inputs.checkpoint.read_bytes())
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", "model": "cnn", "test_acc": 0.5,
+                                                  "best_checkpoint": str(run / "checkpoints" / "best.ckpt")}))
+    return run
+
+
+def test_a_report_never_overwrites_its_run(tmp_path: Path, synthetic_data_dir: str, cnn_checkpoint: Path,
+                                           monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    run = _fake_run(Inputs(tmp_path, synthetic_data_dir, cnn_checkpoint))
+    before = {p: p.read_bytes() for p in _files(run)}
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main([str(run), "--out", str(run), "--data-dir", synthetic_data_dir]) == 2
+    assert "is a training run folder" in _the_error(capfd)
+    assert {p: p.read_bytes() for p in _files(run)} == before
+    for command in (["compare", str(run), "--out", str(run)],
+                    ["predict", str(run), str(tmp_path / "none.png"), "--out", str(run)]):
+        assert evaluate_main(command) == 2
+        assert "is a training run folder" in _the_error(capfd)
+    assert {p: p.read_bytes() for p in _files(run)} == before
+
+
+def test_a_report_never_overwrites_another_report(tmp_path: Path, synthetic_data_dir: str, cnn_checkpoint: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    run = _fake_run(Inputs(tmp_path, synthetic_data_dir, cnn_checkpoint))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "reports" / "x"
+    assert evaluate_main([str(run), "--out", str(out), "--data-dir", synthetic_data_dir, "--no-plots"]) == 0
+    capfd.readouterr()
+    report = (out / "metrics.json").read_bytes()
+    # the same command again refreshes its own report; another split's report or another command is refused
+    assert evaluate_main([str(run), "--out", str(out), "--data-dir", synthetic_data_dir, "--no-plots"]) == 0
+    capfd.readouterr()
+    assert evaluate_main([str(run), "--split", "val", "--out", str(out), "--data-dir", synthetic_data_dir]) == 2
+    assert "holds the report 'cnn_v0_fashion-test', not 'cnn_v0_fashion-val'" in _the_error(capfd)
+    assert evaluate_main(["compare", str(run), "--out", str(out)]) == 2
+    assert "holds a report of `evaluate.py RUN`" in _the_error(capfd)
+    assert json.loads((out / "metrics.json").read_bytes())["name"] == json.loads(report)["name"]
+
+
+def test_an_empty_out_folder_is_left_by_no_refused_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    _the_error(capfd)
+    assert not (tmp_path / "out").exists()
+
+
+RUN_NAME_ESCAPES = [("name", ["--trainer.logger.init_args.name", "../../x"]),
+                    ("version", ["--trainer.logger.init_args.version", "../../../x"]),
+                    ("dot-dot", ["--trainer.logger.init_args.name", ".."])]
+
+
+@pytest.mark.parametrize("flags", [case[1] for case in RUN_NAME_ESCAPES], ids=[case[0] for case in RUN_NAME_ESCAPES])
+def test_run_names_and_versions_are_one_folder(flags: list[str], tmp_path: Path, synthetic_data_dir: str,
+                                               monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    work = tmp_path / "a" / "b" / "c"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert train_main(["--model", "scratch", "--epochs", "1", "--data.data_dir", synthetic_data_dir,
+                       "--logdir", str(work / "logs"), *flags, *TINY]) == 2
+    assert "must be one folder name" in _the_error(capfd)
+    assert not _files(tmp_path)
+
+
+def test_too_many_folds_is_refused_before_anything_is_written(tmp_path: Path, synthetic_data_dir: str,
+                                                               monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--model", "scratch", "--folds", "100000", "--data.data_dir", synthetic_data_dir,
+                       "--logdir", str(tmp_path / "logs"), *TINY]) == 2
+    error = _the_error(capfd)
+    # 600 synthetic training images, 60 per class
+    assert "--folds 100000 needs at least 100000 training images of every class, but the smallest class has 60" in error
+    assert not (tmp_path / "logs").exists()
+    assert train_main(["--model", "scratch", "--folds", "2", "--epochs", "1", "--data.data_dir", synthetic_data_dir,
+                       "--logdir", str(tmp_path / "logs"), *TINY]) == 0  # the correct CV into that folder runs
+
+
+def test_compare_refuses_a_huge_metrics_file_before_reading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capfd) -> None:
+    run = tmp_path / "runs" / "deep" / "version_0"
+    run.mkdir(parents=True)
+    with (run / "metrics.json").open("wb") as handle:
+        handle.truncate(2 * 2**30)  # 2 GiB, sparse: reading it whole would take gigabytes of memory
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(["compare", str(run)]) == 2
+    assert "is 2048.0 MiB, over the 16.0 MiB a file of this kind can be" in _the_error(capfd)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_no_json_fmnist_writes_holds_nan(tmp_path: Path) -> None:
+    from fmnist.files import write_json_atomic
+    from fmnist.runs import write_metrics
+
+    write_metrics(tmp_path, {"test_acc": float("nan"), "curve": [1.0, float("inf"), -float("inf")]})
+    assert _strict_json(tmp_path / "metrics.json") == {"test_acc": None, "curve": [1.0, None, None]}
+    write_json_atomic(tmp_path / "x.json", {"v": np.float32("nan")}, default=lambda v: v.item())
+    assert _strict_json(tmp_path / "x.json") == {"v": None}
+
+
+def test_a_full_disk_while_writing_a_report_keeps_the_previous_one(tmp_path: Path, synthetic_data_dir: str,
+                                                                   cnn_checkpoint: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    import errno
+    import os
+
+    import fmnist.predictions
+    from fmnist.predictions import Predictions
+
+    run = _fake_run(Inputs(tmp_path, synthetic_data_dir, cnn_checkpoint))
+    out = tmp_path / "report"
+    args = [str(run), "--out", str(out), "--data-dir", synthetic_data_dir, "--no-plots"]
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(args) == 0
+    capfd.readouterr()
+    good = (out / "predictions.npz").read_bytes()
+
+    def disk_fills(handle, **arrays) -> None:
+        handle.write(b"PK" * 5000)  # some bytes reach the disk, then it is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fmnist.predictions.np, "savez_compressed", disk_fills)
+    assert evaluate_main(args) == 2
+    assert _the_error(capfd).startswith(f"error: no space left on the disk holding {out / 'predictions.npz'}")
+    monkeypatch.undo()
+    assert (out / "predictions.npz").read_bytes() == good and Predictions.load(out).n == 100
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

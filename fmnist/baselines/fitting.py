@@ -33,7 +33,8 @@ from fmnist.baselines.registry import ARTIFACTS_DIR, BaselineSpec, build_estimat
 from fmnist.data.sources import load_dataset
 from fmnist.data.splits import stratified_split, stratified_subset
 from fmnist.errors import FmnistError
-from fmnist.serialization import load_estimator, save_estimator
+from fmnist.files import write_json_atomic
+from fmnist.serialization import load_estimator, read_json_capped, save_estimator
 
 
 def flatten(images: Any) -> np.ndarray:
@@ -292,19 +293,18 @@ _META_FIELDS = ("name", "params", "train_subset", "n_train", "fit_seconds", "tem
 
 def save_fitted(fitted: FittedBaseline, path: Path) -> None:
     """``path`` (skops: the estimator) and ``path.with_suffix('.json')`` (everything else)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_estimator(fitted.estimator, path)
     meta = {f: getattr(fitted, f) for f in _META_FIELDS}
     meta["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in meta["params"].items()}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=repr) + "\n")
+    write_json_atomic(path.with_suffix(".json"), meta, default=repr)
     fitted.path = path
 
 
 def load_fitted(path: Path, spec: BaselineSpec) -> FittedBaseline:
     """A cached baseline, loaded without unpickling: skops with ``spec``'s trusted types, metadata from JSON."""
     try:
-        meta = json.loads(path.with_suffix(".json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        meta = read_json_capped(path.with_suffix(".json"))
+    except (OSError, ValueError) as exc:
         raise FmnistError(f"{path.with_suffix('.json')} is not readable JSON ({exc}); delete it to refit.") from None
     estimator = load_estimator(path, trusted=spec.trusted_types)
     if meta.get("sklearn_version") != _version():

@@ -27,6 +27,17 @@ def stratified_split(labels, val_fraction: float = 0.15, seed: int = 42) -> tupl
     return np.sort(train_idx), np.sort(val_idx)
 
 
+def check_fold_count(labels, n_folds: int) -> None:
+    """Every class must have at least ``n_folds`` images, so that each stratified fold holds some of each."""
+    counts = np.bincount(_as_numpy(labels).astype(np.int64))
+    present = counts[counts > 0]
+    smallest = int(present.min()) if present.size else 0
+    if n_folds > smallest:
+        raise FmnistError(f"--folds {n_folds} needs at least {n_folds} training images of every class, but the "
+                          f"smallest class has {smallest} (of {int(counts.sum())} images); use --folds 2 to "
+                          f"{max(2, smallest)}.")
+
+
 def stratified_fold(labels, n_folds: int, fold: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """(train_indices, val_indices) of fold ``fold`` of ``n_folds`` shuffled stratified folds."""
     if n_folds < 2:
@@ -34,6 +45,7 @@ def stratified_fold(labels, n_folds: int, fold: int, seed: int = 42) -> tuple[np
     if not 0 <= fold < n_folds:
         raise FmnistError(f"fold must be in 0..{n_folds - 1} for n_folds={n_folds}, got {fold}.")
     labels = _as_numpy(labels)
+    check_fold_count(labels, n_folds)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     train_idx, val_idx = list(splitter.split(np.zeros(len(labels)), labels))[fold]
     return np.sort(train_idx), np.sort(val_idx)

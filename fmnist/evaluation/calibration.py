@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,10 @@ from fmnist.evaluation import plots as P
 from fmnist.evaluation.metrics import DEFAULT_BINS, calibration_bins, compute_metrics
 from fmnist.evaluation.predict import evaluate, safe_name
 from fmnist.evaluation.report import REPORTS_DIR
+from fmnist.files import write_json_atomic
+from fmnist.outputs import check_output, mark_output
 from fmnist.predictions import Predictions, json_default
+from fmnist.serialization import read_json_capped
 from fmnist.terminal import console
 
 TEMPERATURE_FILE = "temperature.json"
@@ -119,14 +121,7 @@ def save_temperature(meta: dict[str, Any], record: dict[str, Any]) -> Path:
     path = temperature_file(meta)
     _check_temperature(record["temperature"])
     record = {**record, "weights_sha256": _fingerprint(meta), "weights": meta.get("checkpoint") or meta.get("artifact")}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=json_default) + "\n")
-        tmp.replace(path)
-    except OSError as exc:
-        raise FmnistError(f"{path}: cannot write the temperature ({exc.strerror}); is the run folder writable?") from None
-    return path
+    return write_json_atomic(path, record, default=json_default)
 
 
 def read_temperature(meta: dict[str, Any], name: str = "this model") -> dict[str, Any]:
@@ -136,7 +131,7 @@ def read_temperature(meta: dict[str, Any], name: str = "this model") -> dict[str
         raise FmnistError(f"{name} has no saved temperature ({path} is missing); fit one first with "
                           f"`python evaluate.py calibrate {meta.get('run_dir') or meta.get('checkpoint') or name}`.")
     try:
-        record = json.loads(path.read_text())
+        record = read_json_capped(path)
         temperature = float(record["temperature"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FmnistError(f"{path} is not a temperature file written by `evaluate.py calibrate` ({exc}); "
@@ -219,18 +214,21 @@ def cli_main(argv: list[str] | None = None) -> int:
         raise FmnistError(f"--bins must be at least 1, got {args.bins}.")
     if args.target and not Path(args.target).exists():
         raise FmnistError(f"{args.target} does not exist; pass a run folder such as lightning_logs/deep/version_0.")
+    if args.out:
+        check_output(args.out, "calibrate")
     options = {"n_jobs": args.n_jobs} if args.baseline else {}
     record, test = calibrate(args.target or args.baseline, data_dir=args.data_dir, device=args.device,
                              n_bins=args.bins, **options)
     out = Path(args.out) if args.out else REPORTS_DIR / safe_name(f"{record['run']}_calibration")
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out, "calibrate")
     if not args.no_plots:
         for when, pred in (("before", test), ("after", apply_temperature(test, record["temperature"]))):
             ece = record["test"][when]["ece"]
             P.reliability_diagram(calibration_bins(pred.probs, pred.labels, args.bins), ece,
                                   out / f"reliability_{when}.png",
                                   title=f"{record['run']} on {test.dataset} test, {when} temperature scaling")
-    (out / "calibration.json").write_text(json.dumps(record, indent=2, default=json_default) + "\n")
+    write_json_atomic(out / "calibration.json", record, default=json_default)
+    mark_output(out, "calibrate")
     print_record(record)
     console().print(f"saved: {record['file']}\nreport: {out}")
     return 0

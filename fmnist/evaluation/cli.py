@@ -22,6 +22,7 @@ from fmnist.evaluation.metrics import DEFAULT_BINS, DEFAULT_LOW_CONFIDENCE, DEFA
 from fmnist.evaluation.predict import baseline_report_name, predict_baseline, predict_checkpoint, safe_name
 from fmnist.evaluation.report import REPORTS_DIR, write_report
 from fmnist.evaluation.scoring import load_scorer
+from fmnist.outputs import check_output, mark_output
 from fmnist.terminal import console
 
 
@@ -156,7 +157,9 @@ def robustness_main(args: argparse.Namespace) -> int:
     name = args.name or safe_name(f"{scorer.name}_{args.dataset}" + ("_T" if args.temperature else ""))
     summaries.insert(0, R.robustness_summary(preds, reference, name=scorer.name, n_bins=args.bins))
     out_dir = Path(args.out) if args.out else REPORTS_DIR / name
+    check_output(out_dir, "robustness", name)
     R.write_robustness(summaries, out_dir, examples=preds, plots=not args.no_plots)
+    mark_output(out_dir, "robustness", name)
     R.print_table(summaries)
     console().print(f"report: {out_dir}")
     return 0
@@ -165,6 +168,8 @@ def robustness_main(args: argparse.Namespace) -> int:
 def cli_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _validate(args)
+    if args.out:  # before any work: never over a run, or over another command's report
+        check_output(args.out, "robustness" if args.dataset in CORRUPTED_SETS else "evaluate", args.name)
     if args.dataset in CORRUPTED_SETS:
         return robustness_main(args)
     if args.baseline:
@@ -189,8 +194,10 @@ def cli_main(argv: list[str] | None = None) -> int:
         pred = apply_temperature(pred, load_temperature(pred.meta, pred.meta.get("run") or pred.model))
         name = args.name or f"{name}_T"
     out_dir = Path(args.out) if args.out else REPORTS_DIR / name
+    check_output(out_dir, "evaluate", name)
     metrics = write_report(pred, out_dir, low_confidence=args.low_confidence, n_bins=args.bins,
                            top_k=args.top_k, max_errors=args.max_errors, plots=not args.no_plots, name=name)
+    mark_output(out_dir, "evaluate", name)
     print_summary(metrics, out_dir)
     if metrics.get("training_test_acc") is not None and abs(metrics["training_test_acc"] - metrics["accuracy"]) > 1e-4:
         print(f"note: accuracy {metrics['accuracy']:.4f} differs from the training run's test_acc "

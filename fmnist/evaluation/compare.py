@@ -10,14 +10,15 @@ report in it). Writes ``comparison.md``, ``comparison.csv``, ``comparison.png`` 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from fmnist.errors import FmnistError
 from fmnist.evaluation import plots
+from fmnist.files import write_dict_csv_atomic, write_text_atomic
+from fmnist.outputs import check_output, mark_output, refuse_run_folder
+from fmnist.serialization import read_json_capped
 from fmnist.studies import BENCHMARK, PUBLISHED, PUBLISHED_MNIST_CROSS
 from fmnist.terminal import console
 
@@ -28,10 +29,15 @@ COLUMNS = ("name", "kind", "model", "dataset", "split", "accuracy", "macro_f1", 
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """A metrics.json / cv_results.json: an object, refused from its size before it is read when too large."""
     try:
-        return json.loads(path.read_text())
+        value = read_json_capped(path)
     except (OSError, ValueError) as exc:
         raise FmnistError(f"{path} is not readable JSON ({exc}); rerun the step that wrote it.") from None
+    if not isinstance(value, dict):
+        raise FmnistError(f"{path} holds {type(value).__name__}, not a JSON object of results; rerun the step that "
+                          f"wrote it.")
+    return value
 
 
 def _published(model: str, dataset: str, split: str, trained_on: str | None) -> float | None:
@@ -100,6 +106,9 @@ def _checked(row: dict[str, Any], source: Path, names: dict[str, str] | None = N
 def _row(folder: Path) -> dict[str, Any] | None:
     if (folder / "metrics.json").is_file():
         metrics = _read(folder / "metrics.json")
+        if metrics.get("status") not in (None, "finished"):
+            raise FmnistError(f"{folder} holds no result: the run ended {metrics['status']!r} "
+                              f"({str(metrics.get('message') or 'see its metrics.json').rstrip('.')}); leave it out.")
         if "accuracy" in metrics and "confusion_matrix" in metrics:
             return _checked(row_from_report(metrics, folder), folder / "metrics.json")
         if "test_acc" in metrics:
@@ -109,6 +118,11 @@ def _row(folder: Path) -> dict[str, Any] | None:
     if (folder / "cv_results.json").is_file():
         return _checked(row_from_cv(_read(folder / "cv_results.json"), folder), folder / "cv_results.json")
     return None
+
+
+def _finished(run: Path) -> bool:
+    """A run folder with results (one that diverged or a sweep trial that was pruned has none)."""
+    return (run / "metrics.json").is_file() and _read(run / "metrics.json").get("status") in (None, "finished")
 
 
 def _version_key(path: Path) -> int:
@@ -134,7 +148,7 @@ def collect(paths: list[str]) -> list[dict[str, Any]]:
         if row is not None:
             found = [row]
         else:
-            versions = sorted((p for p in path.glob("version_*") if (p / "metrics.json").is_file()), key=_version_key)
+            versions = sorted((p for p in path.glob("version_*") if _finished(p)), key=_version_key)
             children = [versions[-1]] if versions else sorted(p for p in path.iterdir() if p.is_dir())
             found = [r for r in (_row(child) for child in children) if r is not None]
         if not found:
@@ -177,13 +191,10 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def write_outputs(rows: list[dict[str, Any]], out: Path, title: str = "Results at a glance") -> list[Path]:
+    refuse_run_folder(out, "the comparison")
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(f"# {title}\n\n" + to_markdown(rows))
-    with (out / "comparison.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({c: r.get(c) for c in COLUMNS} for r in rows)
+    write_text_atomic(out / "comparison.md", f"# {title}\n\n" + to_markdown(rows))
+    write_dict_csv_atomic(out / "comparison.csv", COLUMNS, ({c: r.get(c) for c in COLUMNS} for r in rows))
     plots.comparison_bar(rows, out / "comparison.png", title=title)
     plots.comparison_html(rows, out / "comparison.html", title=title)
     return [out / n for n in ("comparison.md", "comparison.csv", "comparison.png", "comparison.html")]
@@ -213,12 +224,14 @@ def cli_main(argv: list[str] | None = None) -> int:
                         help="row order (default: accuracy, best first)")
     parser.add_argument("--title", default="Results at a glance")
     args = parser.parse_args(argv)
+    check_output(args.out, "compare")
     rows = collect(args.paths)
     if args.sort == "accuracy":
         rows.sort(key=lambda r: -(r["accuracy"] if r["accuracy"] is not None else -1.0))
     elif args.sort == "name":
         rows.sort(key=lambda r: r["name"])
     files = write_outputs(rows, Path(args.out), args.title)
+    mark_output(args.out, "compare")
     print_table(rows)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from fmnist.evaluation.metrics import DEFAULT_BINS, compute_metrics
 from fmnist.evaluation.predict import safe_name
 from fmnist.evaluation.report import REPORTS_DIR, write_report
 from fmnist.evaluation.scoring import Scorer, load_scorer
+from fmnist.files import write_json_atomic
+from fmnist.outputs import check_output, mark_output
 from fmnist.predictions import Predictions, json_default
 from fmnist.terminal import console
 
@@ -161,6 +162,8 @@ def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None =
         raise FmnistError("an ensemble needs at least two runs; for one model use `evaluate.py RUN`.")
     if len({str(t) for t in targets}) != len(targets):
         raise FmnistError("a run is listed twice; each member must appear once.")
+    if out is not None:
+        check_output(out, "ensemble", name)
     scorers = [load_scorer(t, data_dir=data_dir, device=device, temperature=temperature, n_jobs=n_jobs)
                for t in targets]
     if len({s.name for s in scorers}) != len(scorers):
@@ -173,6 +176,7 @@ def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None =
     name = name or _default_name([s.model for s in scorers])
     ensemble = ensemble_predictions(members, model=name)
     out = Path(out) if out else REPORTS_DIR / safe_name(name)
+    check_output(out, "ensemble", name)
     rows = [_member_row(m, bins) for m in members]
     summary: dict[str, Any] = {"name": name, "members": rows, "dataset": dataset, **(extra or {})}
     if calibrate:
@@ -195,7 +199,8 @@ def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None =
                                 for m in result.models}
     write_report(ensemble, out, n_bins=bins, plots=plots, name=name)
     summary["ensemble"] = _member_row(ensemble, bins)
-    (out / "ensemble.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
+    write_json_atomic(out / "ensemble.json", summary, default=json_default)
+    mark_output(out, "ensemble", name)
     return {**summary, "out": out}
 
 

@@ -25,9 +25,7 @@ of 28x28 images, such as the inputs ``evaluate.py predict RUN PHOTOS --out DIR``
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +45,8 @@ from fmnist.evaluation.metrics import compute_metrics
 from fmnist.evaluation.predict import safe_name
 from fmnist.evaluation.report import REPORTS_DIR
 from fmnist.evaluation.scoring import Outputs, Scorer, load_scorer
+from fmnist.files import write_dict_csv_atomic, write_json_atomic, write_text_atomic
+from fmnist.outputs import check_output, mark_output, refuse_run_folder
 from fmnist.predictions import Predictions, json_default
 from fmnist.terminal import console
 
@@ -334,14 +334,12 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def write_ood(result: OodResult, out_dir: str | Path, *, plots: bool = True) -> dict[str, Any]:
     """``ood.json``, ``ood.csv``, ``ood.md`` and, for the ensemble (or the one model), ``ood_scores.png`` / ``ood_roc.png``."""
     out = Path(out_dir)
+    refuse_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     report = summary(result)
     files = ["ood.json", "ood.csv", "ood.md"]
-    with (out / "ood.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=ROW_COLUMNS)
-        writer.writeheader()
-        writer.writerows(result.rows)
-    (out / "ood.md").write_text(to_markdown(result.rows))
+    write_dict_csv_atomic(out / "ood.csv", ROW_COLUMNS, result.rows)
+    write_text_atomic(out / "ood.md", to_markdown(result.rows))
     if plots:
         main = result.models[-1]
         title = f"{main.name}: {result.in_dataset} test (in) vs {', '.join(o.name for o in result.out_sets)}"
@@ -351,7 +349,7 @@ def write_ood(result: OodResult, out_dir: str | Path, *, plots: bool = True) -> 
         T.roc_curves(main.in_scores, main.out_scores, out / "ood_roc.png", title=title)
         files += ["ood_scores.png", "ood_roc.png"]
     report["files"] = files
-    (out / "ood.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
+    write_json_atomic(out / "ood.json", report, default=json_default)
     return report
 
 
@@ -407,13 +405,17 @@ def cli_main(argv: list[str] | None = None) -> int:
         raise FmnistError(f"--fit-size must be at least 20 training images, got {args.fit_size}.")
     if args.in_dataset is not None and args.in_dataset not in DATASETS:
         raise FmnistError(f"--in {args.in_dataset!r} is not a dataset; choose one of: {', '.join(DATASETS)}.")
+    if args.report:
+        check_output(args.report, "ood")
     scorers = [load_scorer(t, data_dir=args.data_dir, device=args.device, temperature=args.temperature,
                            n_jobs=args.n_jobs) for t in args.targets]
     result = detect(scorers, in_dataset=args.in_dataset, out=args.out, names=args.scores, fit_size=args.fit_size,
                     data_dir=args.data_dir, out_size=args.out_size, seed=args.seed)
     name = "+".join(s.name for s in scorers) if len(scorers) <= 3 else f"ensemble{len(scorers)}_{scorers[0].name}"
     out = Path(args.report) if args.report else REPORTS_DIR / safe_name(f"{name}_ood")
+    check_output(out, "ood")
     write_ood(result, out, plots=not args.no_plots)
+    mark_output(out, "ood")
     print_table(result)
     console().print(f"report: {out}")
     return 0

@@ -17,13 +17,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fmnist.files import save_figure_atomic, write_text_atomic  # noqa: E402
+
 KIND_COLORS = {"cnn": "#1f77b4", "baseline": "#ff7f0e", "other": "#7f7f7f"}
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    path = save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -86,9 +86,7 @@ def misclassified_grid(images: np.ndarray, true_names: Sequence[str], pred_names
         ax.text(c * (w + pad_x) + w / 2, r * (h + pad_y) + pad_y - 1, caption, ha="center", va="bottom",
                 fontsize=4.5, linespacing=1.1)
     ax.set_title(title, fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight", pad_inches=0.05)
+    path = save_figure_atomic(fig, path, dpi=150, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
     return path
 
@@ -172,10 +170,7 @@ def comparison_html(rows: list[dict[str, Any]], path: str | Path, *, title: str 
     fig.update_layout(title=title, yaxis_title="accuracy (%)", barmode="group",
                       yaxis_range=[max(0.0, min(accs, default=0) - 10), 103], template="plotly_white",
                       xaxis={"categoryorder": "array", "categoryarray": [r["name"] for r in rows]})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(path, include_plotlyjs="inline", full_html=True)
-    return path
+    return write_text_atomic(path, fig.to_html(include_plotlyjs="inline", full_html=True))
 
 
 def _fmt(value: Any, pattern: str = "{:.4f}") -> str:

@@ -8,8 +8,6 @@ confusion matrix, most-confused pairs, top-k, ECE, ...), ``classification_report
 
 from __future__ import annotations
 
-import csv
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -27,15 +25,14 @@ from fmnist.evaluation.metrics import (
     compute_metrics,
     most_confused,
 )
+from fmnist.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from fmnist.outputs import refuse_run_folder
 from fmnist.predictions import Predictions, json_default
 
 
 # -- the report folder ------------------------------------------------------------------------------
 def _write_csv(path: Path, header: Sequence[str], rows: list[Sequence[Any]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    write_csv_atomic(path, header, rows)
 
 REPORTS_DIR = Path("reports")  # default parent of report folders
 
@@ -63,6 +60,7 @@ def write_report(pred: Predictions, out_dir: str | Path, *, low_confidence: floa
     from sklearn.metrics import classification_report
 
     out = Path(out_dir)
+    refuse_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     computed = compute_metrics(pred, low_confidence=low_confidence, n_bins=n_bins, top_k=top_k)
     metrics = {"name": name or out.name, **computed}
@@ -76,7 +74,7 @@ def write_report(pred: Predictions, out_dir: str | Path, *, low_confidence: floa
     title = f"{metrics['name']}: {pred.model} on {pred.dataset} {pred.split} (n={pred.n:,})"
     report_text = classification_report(labels, preds, labels=list(range(pred.num_classes)), target_names=names,
                                         digits=4, zero_division=0)
-    (out / "classification_report.txt").write_text(f"{title}\n\n{report_text}")
+    write_text_atomic(out / "classification_report.txt", f"{title}\n\n{report_text}")
 
     rows = [[r["class"], r["name"], _fmt(r["precision"]), _fmt(r["recall"]), _fmt(r["f1"]), r["support"]]
             for r in metrics["per_class"]]
@@ -126,7 +124,7 @@ def write_report(pred: Predictions, out_dir: str | Path, *, low_confidence: floa
     metrics["report_dir"] = str(out)
     metrics["versions"] = _versions()
     metrics["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default) + "\n")
+    write_json_atomic(out / "metrics.json", metrics, default=json_default)
     return metrics
 
 

@@ -15,7 +15,6 @@ plays for ImageNet-C) or the ``robustness.json`` of an earlier report on the ver
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Sequence
@@ -32,7 +31,10 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation import trust_plots as T
 from fmnist.evaluation.metrics import DEFAULT_BINS, compute_metrics
 from fmnist.evaluation.scoring import Scorer
+from fmnist.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from fmnist.outputs import refuse_run_folder
 from fmnist.predictions import Predictions, json_default
+from fmnist.serialization import read_json_capped
 from fmnist.terminal import console
 
 DEFAULT_REFERENCE = "logreg"
@@ -154,7 +156,7 @@ def read_reference(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     path = path / ROBUSTNESS_FILE if path.is_dir() else path
     try:
-        return reference_errors(json.loads(path.read_text()))
+        return reference_errors(read_json_capped(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FmnistError(f"{path} is not a robustness report ({exc}); pass the robustness.json of "
                           f"`evaluate.py RUN --dataset fashion-c`, a run folder or a baseline name.") from None
@@ -193,19 +195,18 @@ def write_robustness(summaries: Sequence[dict[str, Any]], out_dir: str | Path, *
                      examples: CorruptedSetPredictions | None = None, plots: bool = True) -> list[str]:
     """``robustness.json`` (the first summary; the others under ``"models"``), ``.csv``, ``.md`` and figures."""
     out = Path(out_dir)
+    refuse_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     main = summaries[0]
     files = [ROBUSTNESS_FILE, "robustness.csv", "robustness.md"]
-    with (out / "robustness.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "corruption", "accuracy", "error", "nll", "ece", "ce", "relative_ce",
-                         *(f"accuracy_severity_{s}" for s in SEVERITIES)])
-        for s in summaries:
-            for r in s["corruptions"]:
-                writer.writerow([s["name"], r["corruption"], *(_cell(r.get(k)) for k in
-                                 ("accuracy", "error", "nll", "ece", "ce", "relative_ce")),
-                                 *(_cell(r["accuracy_by_severity"].get(str(v))) for v in SEVERITIES)])
-    (out / "robustness.md").write_text(to_markdown(summaries))
+    write_csv_atomic(out / "robustness.csv",
+                     ["model", "corruption", "accuracy", "error", "nll", "ece", "ce", "relative_ce",
+                      *(f"accuracy_severity_{s}" for s in SEVERITIES)],
+                     ([s["name"], r["corruption"], *(_cell(r.get(k)) for k in
+                       ("accuracy", "error", "nll", "ece", "ce", "relative_ce")),
+                       *(_cell(r["accuracy_by_severity"].get(str(v))) for v in SEVERITIES)]
+                      for s in summaries for r in s["corruptions"]))
+    write_text_atomic(out / "robustness.md", to_markdown(summaries))
     if plots:
         accuracies = {s["name"]: {r["corruption"]: r["accuracy"] for r in s["corruptions"]} for s in summaries}
         T.corruption_accuracy(accuracies, out / "corruption_accuracy.png",
@@ -220,7 +221,7 @@ def write_robustness(summaries: Sequence[dict[str, Any]], out_dir: str | Path, *
             example_figure(examples, out / "corruption_examples.png")
             files.append("corruption_examples.png")
     report = {**main, "models": list(summaries[1:]), "files": files, "folder": str(out)}
-    (out / ROBUSTNESS_FILE).write_text(json.dumps(report, indent=2, default=json_default) + "\n")
+    write_json_atomic(out / ROBUSTNESS_FILE, report, default=json_default)
     return files
 
 

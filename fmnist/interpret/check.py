@@ -18,7 +18,6 @@ and the figures into ``RUN/explain-check/`` (or ``--out``). :func:`run_checks` i
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ import torch
 
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
+from fmnist.files import write_json_atomic
 from fmnist.interpret.faithfulness import DELETION_STEPS, faithfulness, reference_curves
 from fmnist.interpret.figures import (
     explained_items,
@@ -45,6 +45,7 @@ from fmnist.interpret.methods import DEFAULT_METHOD, METHODS, get_method
 from fmnist.interpret.report import write_reports
 from fmnist.interpret.sanity import PASS_THRESHOLD, cascading_randomisation
 from fmnist.interpret.selection import default_selection
+from fmnist.outputs import check_output, mark_output
 from fmnist.training.checkpoints import TrainedModel, load_trained
 
 DEFAULT_N = 1000
@@ -146,7 +147,7 @@ def run_checks(trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor
     summary["figures"] = {"deletion_insertion": "deletion_insertion.png", "randomisation": "randomisation.png"}
     summary["versions"] = {"python": platform.python_version(), "torch": torch.__version__}
     summary["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    (out / "explain_check.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "explain_check.json", summary)
     write_reports(summary, out)
     return summary
 
@@ -201,8 +202,10 @@ def cli_main(argv: list[str]) -> int:
                           f"pass --n {len(labels)} or less.")
     out = args.out or (trained.run_dir / OUT_FOLDER if trained.run_dir else
                        Path("reports") / OUT_FOLDER / trained.model_name)
+    check_output(out, "explain-check")
     summary = run_checks(trained, images[:args.n], labels[:args.n], out, methods, args.sanity_n, args.layer,
                          args.steps, args.seed, args.split)
+    mark_output(out, "explain-check")
     table = Table(title=f"explain-check: {trained.model_name}, first {summary['n']:,} {args.split} images "
                         f"(accuracy {summary['accuracy']:.1%})")
     for column in ("method", "layer", "blank", "mass on garment / area", "deletion / random",

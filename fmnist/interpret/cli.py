@@ -14,6 +14,7 @@ from fmnist.interpret.gradcam import explain
 from fmnist.interpret.layers import resolve_layer
 from fmnist.interpret.methods import DEFAULT_METHOD, METHODS, get_method
 from fmnist.interpret.selection import default_selection
+from fmnist.outputs import check_output, mark_output
 from fmnist.training.checkpoints import load_trained
 
 # ----------------------------------------------------------------------------- CLI
@@ -74,6 +75,7 @@ def cli_main(argv: list[str]) -> int:
     chosen = images[indices]
     result = explain(trained, chosen, target=target, layer=args.layer, method=method.name)
     out = args.out or (trained.run_dir / "gradcam" if trained.run_dir else Path("reports") / "gradcam" / trained.model_name)
+    check_output(out, "gradcam")
     items = explained_items(result, chosen, names, [int(labels[i]) for i in indices], [f"#{i}" for i in indices])
     if result.layer is None:
         where = "pixel-level, model-agnostic"
@@ -91,6 +93,7 @@ def cli_main(argv: list[str]) -> int:
                       item.target or item.predicted, figure)
     grid = save_grid(items, out / "gradcam_grid.png", per_row=args.per_row,
                      title=f"{trained.model_name}: {method.title}" + (f" at {result.layer}" if result.layer else ""))
+    mark_output(out, "gradcam")
     console = Console()
     console.print(table)
     blank = int(result.blank.sum())

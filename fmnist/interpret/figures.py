@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fmnist.files import save_figure_atomic
 from fmnist.interpret.gradcam import GradCamResult
 from fmnist.interpret.methods import METHODS
 
@@ -94,8 +95,7 @@ def pyplot():
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
     plt = pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    save_figure_atomic(fig, path, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fmnist.files import write_text_atomic
+
 Block = tuple[str, Any]  # ("h2" | "h3" | "p" | "table" | "figure", payload)
 
 
@@ -139,12 +141,12 @@ def html_section(summary: Mapping[str, Any], folder: Path | None = None,
 def write_reports(summary: Mapping[str, Any], folder: Path) -> tuple[Path, Path]:
     """``explain_check.md`` and a self-contained ``explain_check.html`` in ``folder``."""
     md = folder / "explain_check.md"
-    md.write_text(markdown(summary))
+    write_text_atomic(md, markdown(summary))
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
              "padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}")
     page = folder / "explain_check.html"
-    page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>explain-check: "
+    write_text_atomic(page, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>explain-check: "
                     f"{html.escape(str(summary['model']))}</title><style>{style}</style></head><body>"
                     f"{html_section(summary, folder)}</body></html>\n")
     return md, page

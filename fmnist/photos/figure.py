@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist.files import save_figure_atomic
 from fmnist.photos.preprocess import Preprocessed
 
 
@@ -100,7 +101,6 @@ def save_steps_figure(inputs: Sequence[Preprocessed], probs: np.ndarray, labels:
         if names is not None:
             photo_ax.text(0.0, -0.08, str(names[index])[-30:], fontsize=5, transform=photo_ax.transAxes, va="top")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path

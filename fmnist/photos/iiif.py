@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlparse
 
 from fmnist.data.classes import match_label
 from fmnist.errors import FmnistError
+from fmnist.files import write_json_atomic
 from fmnist.photos.fetch import human_bytes
 from fmnist.photos.inputs import (
     DEFAULT_MAX_IMAGES,
@@ -553,7 +554,4 @@ def prediction_annotations(records: Sequence[PredictionRecord], version: int = 2
 
 
 def write_prediction_annotations(records: Sequence[PredictionRecord], path: Path, version: int = 2) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(prediction_annotations(records, version, path.name), indent=2) + "\n",
-                    encoding="utf-8")
-    return path
+    return write_json_atomic(path, prediction_annotations(records, version, path.name))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fmnist.data.classes import match_label
@@ -108,12 +109,45 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             raise PhotoError(f"{kind} image data ({reason}).") from None
     with contextlib.suppress(Exception):  # a broken EXIF block must not cost us the picture
         image = ImageOps.exif_transpose(image)
+    image = to_8bit(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+    try:
+        if has_alpha:
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise PhotoError(f"pixels of mode {image.mode} cannot be read as a colour photo ({exc}); save it as an "
+                         f"8-bit RGB or greyscale JPEG or PNG.") from None
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale images as 8-bit greyscale, scaled by their white level.
+
+    PIL's own ``convert`` clips them (65535 -> 255, but 200 of 65535 stays 200), so a 16-bit PNG became an
+    almost black input. Integers up to 65535 are 16-bit (white = 65535; up to 255 they are 8-bit values in a
+    wider type); floats in [0, 1] are fractions of white, up to 255 grey levels. Anything else has no known
+    white level and is refused.
+    """
+    mode = image.mode
+    if mode not in ("I", "F") and not mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        white = 65535.0
+    elif low >= 0 and high <= 1.0 and mode == "F":
+        white = 1.0
+    elif low >= 0 and high <= 255:
+        white = 255.0
+    elif low >= 0 and high <= 65535 and mode == "I":
+        white = 65535.0
+    else:
+        raise PhotoError(f"its {'float' if mode == 'F' else '32-bit integer'} pixels run from {low:g} to {high:g}, "
+                         f"with no known white level; save it as an 8- or 16-bit image.")
+    scaled = np.clip(np.rint(values * (255.0 / white)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled)  # uint8, two dimensions: mode L
 
 
 # ----------------------------------------------------------------------------- labels and inputs
@@ -129,6 +163,9 @@ class PhotoSource:
     region: tuple[float, float, float, float] | None = None  # x, y, w, h as fractions of the image
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.name = printable(self.name)  # shown and written: a file name's undecodable bytes must not crash that
+
 
 @dataclass
 class InputProblem:
@@ -137,6 +174,17 @@ class InputProblem:
     name: str
     message: str
     fatal: bool = True  # False: a warning (e.g. an unknown label), the input is still predicted
+
+    def __post_init__(self) -> None:
+        self.name = printable(self.name)
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name shown as ``\\xNN``: safe to print and to write as UTF-8.
+
+    Python reads a file name that is not UTF-8 with "surrogate escapes", which no UTF-8 file or terminal takes.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def cap_problem(where: str, total: int, cap: int, what: str = "images") -> InputProblem:
@@ -172,9 +220,22 @@ def _image_files(folder: Path, max_images: int | None = None) -> tuple[list[Path
     return chosen, total
 
 
-def read_label_csv(path: Path, class_names: Sequence[str],
-                   max_images: int | None = None) -> tuple[list[PhotoSource], list[InputProblem]]:
-    """``file,label`` rows (header optional; paths relative to the CSV's folder); rows past ``max_images`` are counted, not read."""
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (links followed) lies under ``folder``."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def read_label_csv(path: Path, class_names: Sequence[str], max_images: int | None = None,
+                   allow_outside: bool = False) -> tuple[list[PhotoSource], list[InputProblem]]:
+    """``file,label`` rows (header optional; paths relative to the CSV's folder); rows past ``max_images`` are counted, not read.
+
+    A row's file must lie under the CSV's own folder (``../x`` and ``/etc/...`` are refused, row by row) unless
+    ``allow_outside``: a CSV from elsewhere must not make the report read, or copy, any file on the machine.
+    """
     sources: list[PhotoSource] = []
     problems: list[InputProblem] = []
     skipped = 0
@@ -193,6 +254,11 @@ def read_label_csv(path: Path, class_names: Sequence[str],
                     continue
                 file, label_text = row[0].strip(), row[1].strip()
                 location = file if is_url(file) else str(path.parent / file)
+                if not is_url(file) and not allow_outside and not inside(path.parent / file, path.parent):
+                    problems.append(InputProblem(f"{path}:{number}", f"{file!r} lies outside the CSV's folder "
+                                                                     f"{path.parent}; a CSV reads only files under its "
+                                                                     f"own folder (--allow-outside-csv lifts that)."))
+                    continue
                 label = match_label(label_text, class_names)
                 if label is None:
                     problems.append(InputProblem(f"{path}:{number}", f"label {label_text!r} is not one of the classes "
@@ -206,12 +272,12 @@ def read_label_csv(path: Path, class_names: Sequence[str],
     return sources, problems
 
 
-def expand_folder(folder: Path, class_names: Sequence[str],
-                  max_images: int | None = None) -> tuple[list[PhotoSource], list[InputProblem]]:
+def expand_folder(folder: Path, class_names: Sequence[str], max_images: int | None = None,
+                  allow_outside_csv: bool = False) -> tuple[list[PhotoSource], list[InputProblem]]:
     """A folder's images; labelled by ``labels.csv`` if present, else by class-named sub-folders."""
     csv_path = next((folder / n for n in ("labels.csv", "labels.CSV") if (folder / n).is_file()), None)
     if csv_path is not None:
-        return read_label_csv(csv_path, class_names, max_images)
+        return read_label_csv(csv_path, class_names, max_images, allow_outside_csv)
     subfolders = {p.name: match_label(p.name, class_names) for p in folder.iterdir() if p.is_dir()}
     labelled = any(v is not None for v in subfolders.values())
     sources = []
@@ -242,8 +308,8 @@ def safe_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:60] or "photo"
 
 
-def expand_inputs(inputs: Iterable[str], class_names: Sequence[str],
-                  max_images: int | None = DEFAULT_MAX_IMAGES) -> tuple[list[PhotoSource], list[InputProblem]]:
+def expand_inputs(inputs: Iterable[str], class_names: Sequence[str], max_images: int | None = DEFAULT_MAX_IMAGES,
+                  allow_outside_csv: bool = False) -> tuple[list[PhotoSource], list[InputProblem]]:
     """Files, folders (recursively; labelled layouts recognised), ``*.csv`` label files and URLs.
 
     Each folder or CSV yields at most ``max_images`` sources (``None``: no cap), with a warning
@@ -253,14 +319,14 @@ def expand_inputs(inputs: Iterable[str], class_names: Sequence[str],
     sources: list[PhotoSource] = []
     problems: list[InputProblem] = []
     for item in inputs:
-        found, issues = expand_input(item, class_names, max_images)
+        found, issues = expand_input(item, class_names, max_images, allow_outside_csv)
         sources += found
         problems += issues
     return sources, problems
 
 
-def expand_input(item: str, class_names: Sequence[str],
-                 max_images: int | None = DEFAULT_MAX_IMAGES) -> tuple[list[PhotoSource], list[InputProblem]]:
+def expand_input(item: str, class_names: Sequence[str], max_images: int | None = DEFAULT_MAX_IMAGES,
+                 allow_outside_csv: bool = False) -> tuple[list[PhotoSource], list[InputProblem]]:
     """One command-line input (file, folder, CSV or URL) -> its sources and problems; see :func:`expand_inputs`."""
     if is_url(item):
         scheme = urlparse(item).scheme.lower()
@@ -269,9 +335,9 @@ def expand_input(item: str, class_names: Sequence[str],
         return [PhotoSource(item, url_name(item))], []
     path = Path(item)
     if path.is_dir():
-        return expand_folder(path, class_names, max_images)
+        return expand_folder(path, class_names, max_images, allow_outside_csv)
     if path.is_file() and path.suffix.lower() == ".csv":
-        return read_label_csv(path, class_names, max_images)
+        return read_label_csv(path, class_names, max_images, allow_outside_csv)
     if path.exists() or path.suffix:
         return [PhotoSource(str(path), path.name)], []  # reading it reports any problem
     return [], [InputProblem(item, "no such file or folder.")]

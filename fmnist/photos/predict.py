@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,9 +34,11 @@ import torch
 from fmnist.data.augment import settings_from_hparams
 from fmnist.errors import FmnistError
 from fmnist.evaluation.report import write_report
+from fmnist.files import save_figure_atomic, write_json_atomic
 from fmnist.interpret.figures import explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
+from fmnist.outputs import check_output, mark_output
 from fmnist.photos.fetch import BoundedCache
 from fmnist.photos.figure import StepsSample
 from fmnist.photos.iiif import (
@@ -62,6 +63,7 @@ from fmnist.photos.inputs import (
     decode_image,
     expand_input,
     is_url,
+    printable,
     read_bytes,
     safe_stem,
 )
@@ -82,6 +84,7 @@ class PhotoOptions:
     max_images: int = DEFAULT_MAX_IMAGES
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     allow_private_hosts: bool = False
+    allow_outside_csv: bool = False  # a CSV's rows may name files outside the CSV's folder
 
     def check(self) -> None:
         for flag, value in (("--timeout", self.timeout), ("--max-bytes", self.max_bytes),
@@ -137,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-private-hosts", action="store_true",
                         help="let URLs (and their redirects) reach loopback, private and link-local addresses; "
                              "by default only public internet hosts are contacted")
+    parser.add_argument("--allow-outside-csv", action="store_true",
+                        help="let a file,label CSV name files outside its own folder (absolute paths, ../); by "
+                             "default such rows are refused, so a CSV cannot make the report read any file")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return parser
 
@@ -173,7 +179,7 @@ def iter_sources(inputs: Iterable[str], class_names: Sequence[str], args: PhotoO
             if manifest is not None:
                 manifests.append(manifest)
         else:
-            found, problems = expand_input(item, class_names, args.max_images)
+            found, problems = expand_input(item, class_names, args.max_images, args.allow_outside_csv)
         for problem in problems:
             report(problem)
         yield from found
@@ -279,7 +285,7 @@ class PredictionWriter:
 
         if self._writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._handle = self.csv_path.open("w", newline="", encoding="utf-8")
+            self._handle = self.csv_path.open("w", newline="", encoding="utf-8", errors="backslashreplace")
             self._writer = csv.writer(self._handle)
             header = ["file", "input_png", "label"]
             for k in range(1, self.top + 1):
@@ -290,7 +296,7 @@ class PredictionWriter:
         Image.fromarray(result.input.pixels, mode="L").save(path)
         result.input_png = path
         source = result.source
-        row = [source.location, str(path),
+        row = [printable(source.location), str(path),
                self.class_names[source.label] if source.label is not None else (source.label_text or "")]
         for k in np.argsort(-result.probs)[:self.top]:
             row += [self.class_names[k], f"{result.probs[k]:.4f}"]
@@ -318,8 +324,7 @@ def save_contact_sheet(results: list[PhotoResult], class_names: Sequence[str], p
         colour = "black" if label is None else ("tab:green" if label == top else "tab:red")
         ax.set_title(f"{class_names[top][:9]} {result.probs[top]:.0%}", fontsize=6, color=colour)
     fig.tight_layout(pad=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_figure_atomic(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -341,7 +346,7 @@ def score_labelled(results: list[PhotoResult], class_names: Sequence[str], model
     summary = {"n": len(labels), "accuracy": float((predicted == labels).mean()), "preprocess": recipe,
                "confusion_matrix": matrix.tolist(), "class_names": list(class_names), "model": model_name,
                "checkpoint": str(checkpoints[0]), "checkpoints": [str(c) for c in checkpoints],
-               "files": [r.source.location for r in labelled], "report": None}
+               "files": [printable(r.source.location) for r in labelled], "report": None}
     out.mkdir(parents=True, exist_ok=True)
     predictions = Predictions(
         probs=probs, labels=labels, indices=np.arange(len(labels)), dataset="photos", model=model_name,
@@ -352,7 +357,7 @@ def score_labelled(results: list[PhotoResult], class_names: Sequence[str], model
     report_dir = out / "report"
     write_report(predictions, report_dir, name=f"{model_name}-photos-{recipe}")
     summary["report"] = str(report_dir)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json_atomic(out / "metrics.json", summary, default=str)
     return summary
 
 
@@ -465,6 +470,7 @@ def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, ou
     model_name = trained.model_name if len(members) == 1 else f"{trained.model_name}-ensemble{len(members)}"
     out = Path(out) if out else (trained.run_dir / "photos" if trained.run_dir
                                  else Path("reports") / "photos" / trained.model_name)
+    check_output(out, "predict")
     manifests: list = []
     failures = 0
 
@@ -486,6 +492,7 @@ def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, ou
             results.append(result)
     if not results:
         raise FmnistError(f"none of the inputs could be used as a photo ({failures} problem(s), listed above).")
+    mark_output(out, "predict")
     pixels = torch.from_numpy(np.stack([r.input.pixels for r in results]))
     if show:
         print_results(results, names, top)
@@ -516,7 +523,8 @@ def cli_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     options = PhotoOptions(preprocess=args.preprocess, annotations=tuple(args.annotations), timeout=args.timeout,
                            max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_images=args.max_images,
-                           max_json_bytes=args.max_json_bytes, allow_private_hosts=args.allow_private_hosts)
+                           max_json_bytes=args.max_json_bytes, allow_private_hosts=args.allow_private_hosts,
+                           allow_outside_csv=args.allow_outside_csv)
     run = predict_photos([args.checkpoint, *args.ensemble], args.inputs, out=args.out, options=options,
                          gradcam=args.gradcam, write_iiif=args.write_annotations, top=args.top, device=args.device,
                          show=True)

@@ -122,6 +122,10 @@ def ensure_run(ctx: Context, exp: Experiment, seed: int) -> Path:
         ctx.log(f"  {exp.name} seed {seed}: {run_dir} was made with another recipe; moved to {stale}")
         run_dir.rename(stale)
     if (run_dir / "metrics.json").is_file():
+        status = (read_json(run_dir / "metrics.json") or {}).get("status")
+        if status not in (None, "finished"):  # e.g. diverged: a failure to show, never a result to average
+            raise FmnistError(f"training {exp.name} (seed {seed}) ended {status!r} (see {run_dir / 'metrics.json'}); "
+                              f"fix its recipe, or move that folder away to train it again.")
         return run_dir
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     if resume:

@@ -9,7 +9,6 @@ as the winning trial needed to reach its kept checkpoint, without early stopping
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ import yaml
 from optuna.trial import TrialState
 
 from fmnist.errors import FmnistError
+from fmnist.files import write_json_atomic, write_text_atomic
 from fmnist.runs import read_metrics
+from fmnist.serialization import read_json_capped
 from fmnist.sweep.space import set_path
 from fmnist.sweep.storage import display_url
 from fmnist.sweep.study import Sweep, trial_config
@@ -52,11 +53,7 @@ def best_config(sweep: Sweep, trial: optuna.trial.FrozenTrial) -> dict[str, Any]
 
 def write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` so that a reader (a report, another worker) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def write_best(sweep: Sweep, study: optuna.Study) -> Path | None:
@@ -118,13 +115,13 @@ def final_fit(sweep: Sweep, study: optuna.Study, seeds: list[int] | tuple[int, .
                "runs": runs,
                "test_acc": {"mean": statistics.fmean(accs) if accs else None,
                             "std": statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None}}
-    write_atomic(sweep.out_dir / FINAL_FILE, json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(sweep.out_dir / FINAL_FILE, summary)
     return summary
 
 
 def read_final(sweep: Sweep) -> dict[str, Any] | None:
     path = sweep.out_dir / FINAL_FILE
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json_capped(path) if path.is_file() else None
     except (OSError, ValueError):
         return None

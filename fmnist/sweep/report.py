@@ -49,7 +49,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             notes.append("enqueued point")
         if t.system_attrs.get("retry_history"):
             notes.append(f"retry of #{t.system_attrs['retry_history'][-1]}")
-        if t.state == TrialState.PRUNED:
+        if t.state == TrialState.PRUNED and attrs.get("diverged"):
+            notes.append(f"diverged, pruned: {attrs['diverged']}")
+        elif t.state == TrialState.PRUNED:
             notes.append(f"pruned after epoch {attrs.get('epochs')}")
         if t.state == TrialState.FAIL:
             notes.append("interrupted" if attrs.get("interrupted") else "failed")

@@ -8,6 +8,7 @@ the budget counts finished trials. A rerun with a different base config, space o
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def make_sweep(spec: SweepSpec, *, trials: int | None = None, storage: str | Non
     if trials is not None and trials < 1:
         raise FmnistError(f"--trials must be at least 1, got {trials}.")
     out = Path(out_dir if out_dir is not None else DEFAULT_OUT / spec.name).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise FmnistError(f"--out {out} is a file; pass a folder for the sweep's database and report.")
     return Sweep(spec=spec, storage=storage or default_storage(out), out_dir=out,
                  logdir=Path(logdir if logdir is not None else log_root(spec.base)).resolve(),
                  trials=trials or spec.trials, heartbeat=heartbeat)
@@ -60,9 +62,26 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str:
     return f"{path or 'the whole config'}: {old!r} then, {new!r} now"
 
 
+OWN_FILES = frozenset({"study.db", "study.db-wal", "study.db-shm", "study.db.lock", "study.lock"})
+
+
 def open_study(sweep: Sweep, create: bool = True) -> optuna.Study:
-    """Create the study (first run: queue the baseline and enqueued points) or continue it, if it is the same sweep."""
-    storage = open_storage(sweep.storage, sweep.heartbeat)
+    """Create the study (first run: queue the baseline and enqueued points) or continue it, if it is the same sweep.
+
+    The output folder is made only once the storage answered; a sweep refused here leaves no folder it made.
+    """
+    fresh = not sweep.out_dir.exists()
+    try:
+        return _open_study(sweep, create)
+    except FmnistError:
+        if fresh and sweep.out_dir.is_dir() and {p.name for p in sweep.out_dir.iterdir()} <= OWN_FILES:
+            shutil.rmtree(sweep.out_dir, ignore_errors=True)
+        raise
+
+
+def _open_study(sweep: Sweep, create: bool) -> optuna.Study:
+    storage = open_storage(sweep.storage, sweep.heartbeat, own_folder=sweep.out_dir)
+    sweep.out_dir.mkdir(parents=True, exist_ok=True)
     spec = sweep.spec
     with FileLock(sweep.lock_path):
         if create:

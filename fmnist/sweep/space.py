@@ -27,6 +27,7 @@ import optuna
 import yaml
 
 from fmnist.errors import FmnistError
+from fmnist.serialization import read_text_capped
 from fmnist.training.api import get_key, load_config, resolve_config, set_key
 from fmnist.training.lightning_cli import FmnistCLI
 
@@ -263,10 +264,10 @@ class SweepSpec:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise FmnistError(f"sweep config {path} is not readable ({exc.strerror}); pass an existing YAML file, "
-                          f"e.g. configs/sweeps/deep.yaml.") from None
+        raw = yaml.safe_load(read_text_capped(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FmnistError(f"sweep config {path} is not readable ({getattr(exc, 'strerror', None) or exc}); pass an "
+                          f"existing YAML file, e.g. configs/sweeps/deep.yaml.") from None
     except yaml.YAMLError as exc:
         raise FmnistError(f"sweep config {path} is not valid YAML ({str(exc).splitlines()[0]}).") from None
     if not isinstance(raw, dict):

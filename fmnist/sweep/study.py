@@ -24,6 +24,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -46,6 +47,7 @@ from fmnist.sweep.callbacks import ValidationRecorder
 from fmnist.sweep.space import SweepSpec, set_path
 from fmnist.sweep.storage import DEFAULT_HEARTBEAT, MAX_RETRY, open_storage, sqlite_path
 from fmnist.training.api import fit, set_key
+from fmnist.training.stopping import STATUS_DIVERGED, STATUS_FINISHED, TrainingDiverged
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_FAILURES_IN_A_ROW = 3
@@ -190,6 +192,13 @@ class Objective:
         except optuna.TrialPruned:
             self._record(trial, run_dir, params, recorder, "pruned", started)
             raise
+        except TrainingDiverged as exc:
+            # Not a result, and not a fault to re-run either (it would diverge again): the trial is pruned, which
+            # tells the sampler this region is bad, its metrics.json says it diverged, and the study goes on.
+            print(f"trial {trial.number}: {exc}", file=sys.stderr)
+            self._record(trial, run_dir, params, recorder, STATUS_DIVERGED, started, message=str(exc))
+            trial.set_user_attr("diverged", str(exc)[:500])
+            raise optuna.TrialPruned(str(exc)) from None
         except (KeyboardInterrupt, SystemExit) as exc:
             # Lightning answers Ctrl-C with sys.exit(1) after its graceful shutdown.
             if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
@@ -216,7 +225,7 @@ class Objective:
         trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
 
     def _record(self, trial: optuna.Trial, run_dir: Path, params: dict[str, Any], recorder: ValidationRecorder,
-                state: str, started: float) -> dict[str, Any]:
+                state: str, started: float, message: str | None = None) -> dict[str, Any]:
         """Write the trial's metrics.json (validation only) and keep the essentials on the trial."""
         row = recorder.selected() if state == "complete" else (recorder.epochs[-1] if recorder.epochs else None)
         row = row or {}
@@ -225,6 +234,8 @@ class Objective:
             "model": self.sweep.spec.base.get("model", {}).get("model_name"),
             "dataset": self.sweep.spec.base.get("data", {}).get("dataset", "fashion"),
             "sweep": self.sweep.name, "trial": trial.number, "state": state, "params": params,
+            "status": STATUS_FINISHED if state == "complete" else state,  # pruned, diverged
+            **({"message": message} if message else {}),
             "metric": self.sweep.spec.metric,
             "val_acc": row.get("val_acc"), "val_loss": row.get("val_loss"), "val_macro_f1": row.get("val_macro_f1"),
             "test_acc": None, "test_evaluated": False,
@@ -289,7 +300,7 @@ def run_worker(sweep: Sweep, worker: int = 0, workers: int = 1) -> int:
     if workers > 1:  # K processes share the cores instead of each spinning up all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     with sigterm_as_interrupt():
-        storage = open_storage(sweep.storage, sweep.heartbeat)
+        storage = open_storage(sweep.storage, sweep.heartbeat, own_folder=sweep.out_dir)
         existing = len(optuna.load_study(study_name=sweep.name, storage=storage).get_trials(deepcopy=False))
         study = optuna.load_study(study_name=sweep.name, storage=storage, pruner=sweep.spec.make_pruner(),
                                   sampler=sweep.spec.make_sampler(sampler_seed(sweep, existing, worker)))

@@ -10,7 +10,6 @@ builds or re-parses a command line.
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,10 @@ from lightning.pytorch.callbacks import Callback
 
 from fmnist.data.augment import refuse_old_augment_keys
 from fmnist.errors import FmnistError
+from fmnist.files import copy_atomic
 from fmnist.models import get_spec, model_info
 from fmnist.runs import read_metrics
+from fmnist.serialization import read_text_capped
 from fmnist.training.lightning_cli import AUTO_NAME, DEFAULT_LOGDIR, FmnistCLI
 
 # The studied recipes: fmnist/configs, a link to the checkout's configs/ folder that wheels carry as package data.
@@ -73,9 +74,10 @@ def load_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         return copy.deepcopy(dict(config))
     path = Path(config)
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise FmnistError(f"config {path} is not readable ({exc.strerror}); pass an existing YAML file.") from None
+        loaded = yaml.safe_load(read_text_capped(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FmnistError(f"config {path} is not readable ({getattr(exc, 'strerror', None) or exc}); pass an "
+                          f"existing YAML file.") from None
     except yaml.YAMLError as exc:
         raise FmnistError(f"config {path} is not valid YAML ({str(exc).splitlines()[0]}).") from None
     if not isinstance(loaded, dict):
@@ -276,7 +278,7 @@ def with_transfer_base(cfg: dict[str, Any]) -> dict[str, Any]:
         if cli.trainer.is_global_zero:
             base.parent.mkdir(parents=True, exist_ok=True)
             if best:
-                shutil.copyfile(best, base)
+                copy_atomic(best, base)  # a transfer run reads it: never half a file
             else:
                 cli.trainer.save_checkpoint(base)
         if cli.trainer.world_size > 1:

@@ -12,27 +12,52 @@ import torch
 
 
 class EpochTimer(L.Callback):
-    """Wall-clock seconds of each training epoch (train + validation), for metrics.json and benchmarks."""
+    """Wall-clock seconds of each training epoch (train + validation), for metrics.json and benchmarks.
+
+    Each epoch's time is taken at the end of its validation and again at the end of the training epoch, and
+    the checkpoint callbacks run after this one at either point, so a checkpoint carries the time of the epoch
+    it ends. Times are kept by epoch index: a resumed run keeps those of its checkpoint and adds the epochs it
+    starts itself; an epoch this process did not start (the checkpoint's, whose end Lightning plays again on
+    resume) is never timed again, and no epoch is counted twice (issue 30 saw [5.08, 20.65, 4.16] for three
+    epochs of ~20 s after a resume).
+    """
 
     def __init__(self) -> None:
-        self.epoch_seconds: list[float] = []
+        self.seconds: dict[int, float] = {}  # epoch index (0-based) -> seconds
         self._start: float | None = None
+        self._epoch: int | None = None
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        return [self.seconds[epoch] for epoch in sorted(self.seconds)]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start, self._epoch = time.perf_counter(), trainer.current_epoch
+
+    def _stamp(self, trainer: L.Trainer) -> float | None:
+        if self._start is None or self._epoch != trainer.current_epoch:
+            return None  # an epoch this process did not start (the checkpoint's, ended again on resume)
+        self.seconds[self._epoch] = time.perf_counter() - self._start
+        return self.seconds[self._epoch]
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._stamp(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after the epoch's validation loop in Lightning 2, so this covers train + val.
-        if self._start is not None:
-            self.epoch_seconds.append(time.perf_counter() - self._start)
-            pl_module.log("epoch_seconds", self.epoch_seconds[-1], on_epoch=True, sync_dist=False)
-            self._start = None
+        seconds = self._stamp(trainer)
+        if seconds is not None:
+            pl_module.log("epoch_seconds", seconds, on_epoch=True, sync_dist=False)
+        self._start = self._epoch = None
 
     def state_dict(self) -> dict:
-        return {"epoch_seconds": list(self.epoch_seconds)}
+        return {"epoch_seconds": self.epoch_seconds, "epochs": sorted(self.seconds)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.epoch_seconds = list(state_dict.get("epoch_seconds", []))
+        seconds = list(state_dict.get("epoch_seconds", []))
+        epochs = list(state_dict.get("epochs", range(len(seconds))))  # older checkpoints: epochs 0..n-1
+        self.seconds = {int(epoch): float(value) for epoch, value in zip(epochs, seconds, strict=False)}
 
 
 def capture_rng_states() -> dict[str, Any]:

@@ -13,16 +13,19 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fmnist.errors import FmnistError
+from fmnist.files import NO_SPACE, disk_error
 from fmnist.models import get_spec, models_table
 from fmnist.training.api import fit, resolve_config
 from fmnist.training.cv import run_cv
 from fmnist.training.distributed import end_process_group
 from fmnist.training.lightning_cli import FmnistCLI
+from fmnist.training.stopping import TrainingStopped, sigterm_stops_training
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -139,21 +142,31 @@ def _is_shorthand(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 refused or diverged (one ``error:`` line), 128+N stopped by signal N (143, 130)."""
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if "--list-models" in argv:
-            print(models_table())
-            return 0
-        if _is_shorthand(argv):
-            run_shorthand(parse_shorthand(argv))
-        else:
-            FmnistCLI(args=None if from_command_line else argv)  # the full LightningCLI reads its own command line
-        end_process_group()
+        with sigterm_stops_training():
+            if "--list-models" in argv:
+                print(models_table())
+                return 0
+            if _is_shorthand(argv):
+                run_shorthand(parse_shorthand(argv))
+            else:
+                FmnistCLI(args=None if from_command_line else argv)  # the full LightningCLI reads its command line
+            end_process_group()
         return 0
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        print(f"error: {disk_error(Path(exc.filename or '.'), exc)}", file=sys.stderr)
+        return 2
+    except TrainingStopped as exc:
+        print(exc.sentence(), file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (or --ckpt_path last)", file=sys.stderr)
         return 130

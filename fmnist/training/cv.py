@@ -12,10 +12,10 @@ but only while the resolved config and the fold count match the ones recorded in
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import shutil
 import statistics
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,15 @@ from typing import Any
 from filelock import FileLock, Timeout
 from rich.table import Table
 
+from fmnist.data.sources import load_dataset
+from fmnist.data.splits import check_fold_count
 from fmnist.errors import FmnistError
+from fmnist.files import write_dict_csv_atomic, write_json_atomic
+from fmnist.runs import check_folder_name
+from fmnist.serialization import read_json_capped
 from fmnist.terminal import console
 from fmnist.training.api import get_key, log_root, run_config, run_name, set_key, with_transfer_base
+from fmnist.training.stopping import STATUS_DIVERGED, TrainingDiverged, TrainingStopped
 
 FIELDS = ("fold", "n_train", "n_val", "val_acc", "test_acc", "test_macro_f1", "epochs", "best_epoch", "seconds")
 
@@ -34,6 +40,10 @@ def fold_row(fold: int, metrics: dict[str, Any]) -> dict[str, Any]:
     return {"fold": fold, "n_train": metrics["n_train"], "n_val": metrics["n_val"], "val_acc": metrics["val_acc"],
             "test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"], "epochs": metrics["epochs"],
             "best_epoch": metrics["best_epoch"], "seconds": metrics["wall_seconds"]}
+
+
+def _diverged(metrics: dict[str, Any]) -> bool:
+    return metrics.get("status") == STATUS_DIVERGED
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
@@ -50,22 +60,25 @@ def aggregate(rows: list[dict[str, Any]], n_folds: int) -> dict[str, Any]:
 
 
 def write_results(cv_dir: Path, model: str, n_folds: int) -> dict[str, Any]:
-    """Collect every finished fold's metrics.json into cv_results.json / .csv."""
-    rows = []
+    """Collect every finished fold's metrics.json into cv_results.json / .csv.
+
+    A fold that diverged is listed under ``diverged`` with its sentence, never averaged with the others.
+    """
+    rows, diverged = [], []
     for fold in range(n_folds):
         path = cv_dir / f"fold_{fold}" / "metrics.json"
         if path.is_file():
-            rows.append(fold_row(fold, json.loads(path.read_text())))
-    summary = {"model": model, "folds": rows, "aggregate": aggregate(rows, n_folds)}
-    (cv_dir / "cv_results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with (cv_dir / "cv_results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        agg = summary["aggregate"]
-        for stat in ("mean", "std"):
-            writer.writerow({"fold": stat, "val_acc": agg["val_acc"][stat], "test_acc": agg["test_acc"][stat],
-                             "test_macro_f1": agg["test_macro_f1"][stat]})
+            metrics = read_json_capped(path)
+            if _diverged(metrics):
+                diverged.append({"fold": fold, "message": metrics.get("message")})
+            else:
+                rows.append(fold_row(fold, metrics))
+    summary = {"model": model, "folds": rows, "aggregate": aggregate(rows, n_folds), "diverged": diverged}
+    write_json_atomic(cv_dir / "cv_results.json", summary)
+    agg = summary["aggregate"]
+    write_dict_csv_atomic(cv_dir / "cv_results.csv", FIELDS, [
+        *rows, *({"fold": stat, "val_acc": agg["val_acc"][stat], "test_acc": agg["test_acc"][stat],
+                  "test_macro_f1": agg["test_macro_f1"][stat]} for stat in ("mean", "std"))])
     return summary
 
 
@@ -106,8 +119,8 @@ def check_or_record_config(cv_dir: Path, cfg: Mapping[str, Any], n_folds: int) -
     path = cv_dir / CONFIG_FILE
     if path.is_file():
         try:
-            previous = json.loads(path.read_text())
-        except ValueError:
+            previous = read_json_capped(path)
+        except (OSError, ValueError):
             previous = None
         if previous != recorded:
             diff = _differences(previous, recorded) if isinstance(previous, dict) else ["unreadable record"]
@@ -118,8 +131,7 @@ def check_or_record_config(cv_dir: Path, cfg: Mapping[str, Any], n_folds: int) -
     if finished:
         raise FmnistError(f"{cv_dir} holds finished folds but no {CONFIG_FILE} saying how they were made; delete "
                           f"that folder or pass another --logdir to start a clean cross-validation.")
-    cv_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(recorded, indent=2) + "\n")
+    write_json_atomic(path, recorded)
 
 
 def run_cv(cfg: Mapping[str, Any], n_folds: int, only: int | None = None) -> dict[str, Any] | None:
@@ -131,6 +143,10 @@ def run_cv(cfg: Mapping[str, Any], n_folds: int, only: int | None = None) -> dic
     if get_key(cfg, "ckpt_path") is not None:
         raise FmnistError("--resume does not apply to --folds: rerunning the same command skips finished folds.")
     cfg = dict(cfg)
+    check_folder_name("the run name", run_name(cfg))
+    # K against the images, before anything is written: a refused CV leaves no folder or cv_config.json behind.
+    check_fold_count(load_dataset(get_key(cfg, "data.dataset", "fashion"), get_key(cfg, "data.data_dir")).train_labels,
+                     n_folds)
     if get_key(cfg, "model.model_name") == "transfer" and not get_key(cfg, "model.model_kwargs.base_checkpoint"):
         cfg = with_transfer_base(cfg)  # the MNIST base is shared: pretrained once, not per fold
     model = get_key(cfg, "model.model_name")
@@ -149,7 +165,8 @@ def run_cv(cfg: Mapping[str, Any], n_folds: int, only: int | None = None) -> dic
         for fold in ([only] if only is not None else range(n_folds)):
             fold_dir = cv_dir / f"fold_{fold}"
             if (fold_dir / "metrics.json").is_file():
-                print(f"fold {fold}: done already ({fold_dir / 'metrics.json'}), skipping")
+                print(f"fold {fold}: {'diverged' if _diverged(read_json_capped(fold_dir / 'metrics.json')) else 'done'}"
+                      f" already ({fold_dir / 'metrics.json'}), skipping")
                 continue
             if fold_dir.exists():  # a fold interrupted mid-way (we hold the lock: nobody else is in it)
                 shutil.rmtree(fold_dir)
@@ -160,13 +177,26 @@ def run_cv(cfg: Mapping[str, Any], n_folds: int, only: int | None = None) -> dic
                                "trainer.logger.init_args.version": f"fold_{fold}"}.items():
                 set_key(fold_cfg, key, value)
             print(f"fold {fold + 1}/{n_folds}: training a fresh model")
-            run = run_config(fold_cfg)
+            try:
+                run = run_config(fold_cfg)
+            except TrainingDiverged as exc:  # its metrics.json says so; the other folds still run
+                print(f"fold {fold}: {exc}", file=sys.stderr)
+                continue
+            except TrainingStopped as exc:
+                exc.resume_hint = "run the same command again (finished folds are kept, this one starts over)"
+                raise
             is_rank_zero = run.dir is not None and run.metrics is not None
         if not is_rank_zero:
             return None
         summary = write_results(cv_dir, model, n_folds)
         print_table(summary)
         print(f"wrote {cv_dir / 'cv_results.json'} and {cv_dir / 'cv_results.csv'}")
+        if summary["diverged"]:
+            folds = ", ".join(str(d["fold"]) for d in summary["diverged"])
+            raise FmnistError(f"fold(s) {folds} of {n_folds} diverged (see their metrics.json); {cv_dir / 'cv_results.json'} "
+                              f"averages only the {summary['aggregate']['folds_done']} fold(s) that finished, so it is "
+                              f"not a {n_folds}-fold result: fix the recipe (e.g. a lower model.lr) and use a new "
+                              f"--logdir.")
         return summary
     finally:
         lock.release()

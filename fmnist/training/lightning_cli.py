@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -22,18 +23,31 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmnist.data.augment import RENAMED_DATA_KEYS, refuse_old_augment_keys
 from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import dataset_info
 from fmnist.errors import FmnistError
+from fmnist.files import WriteError
 from fmnist.models import count_parameters, get_spec
-from fmnist.runs import git_commit, latest_run, write_metrics
+from fmnist.runs import check_folder_name, git_commit, versions, write_metrics
 from fmnist.serialization import CHECKPOINT_READ_ERRORS, checkpoint_error, read_checkpoint
 from fmnist.training.callbacks import EpochTimer, ExactResume
+from fmnist.training.checkpoint_files import AtomicCheckpointIO, resume_checkpoint
 from fmnist.training.module import Classifier, weight_fingerprint
 from fmnist.training.precision import FLOAT32, default_precision
 from fmnist.training.quiet import quiet_known_noise
+from fmnist.training.requeue import slurm_requeued_run
+from fmnist.training.stopping import (
+    STATUS_DIVERGED,
+    STATUS_FINISHED,
+    DivergenceGuard,
+    TrainingDiverged,
+    TrainingStopped,
+    Where,
+)
 
 DEFAULT_LOGDIR = "lightning_logs"
 AUTO_NAME = "auto"  # logger name placeholder: replaced by the model name
@@ -73,11 +87,72 @@ class FmnistCLI(LightningCLI):
         self.fresh_run_dir: Path | None = None  # the run folder this process created, once the trainer exists
         try:
             super().__init__(Classifier, ImageDataModule, *args, **kwargs)
+        except TrainingDiverged as exc:
+            self._record_divergence(exc)
+            raise
+        except WriteError as exc:  # a full disk mid-run: the checkpoints written before are whole; say how to go on
+            self._discard_fresh_run_without_results()
+            where = self._where()
+            if where is None or where.checkpoint is None:
+                raise
+            fix = "free some space" if exc.full else "make it writable"
+            raise WriteError(exc.what, f"{fix}, then resume with --resume (it continues from {where.checkpoint}, the "
+                                       f"end of epoch {where.finished_epochs}).", exc.path, exc.full) from None
+        except (KeyboardInterrupt, SystemExit) as exc:
+            stopped = self._stopped_by_signal(exc)
+            self._discard_fresh_run_without_results()
+            if stopped is None:
+                raise
+            raise stopped from None
         except BaseException:
             self._discard_fresh_run_without_results()
             raise
         if getattr(self, "trainer", None) is not None and self.trainer.interrupted:
             self._discard_fresh_run_without_results()
+
+    # -- how a run ends early ----------------------------------------------------------------------
+    def _where(self) -> Where | None:
+        """Where the trainer was, and the checkpoint a resumed run would continue from."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        testing = trainer.state.fn is not None and trainer.state.fn != "fit"
+        where = Where(epoch=trainer.current_epoch if testing else trainer.current_epoch + 1, step=trainer.global_step,
+                      testing=testing)
+        if trainer.log_dir and self.subcommand == "fit":
+            try:  # what --resume would continue from
+                point = resume_checkpoint(Path(trainer.log_dir))
+                where.checkpoint, where.finished_epochs = point.path, point.epoch
+            except FmnistError:
+                pass
+        return where
+
+    def _stopped_by_signal(self, exc: BaseException) -> TrainingStopped | None:
+        """SIGTERM (Lightning's SIGTERMException, exit 0 otherwise) or Ctrl-C (its ``sys.exit(1)``) -> TrainingStopped."""
+        trainer = getattr(self, "trainer", None)
+        sigterm = trainer is not None and trainer.received_sigterm
+        if isinstance(exc, TrainingStopped):
+            signum = exc.signum
+        elif isinstance(exc, SIGTERMException) or (isinstance(exc, SystemExit) and sigterm):
+            signum = signal.SIGTERM
+        elif isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt):
+            signum = signal.SIGTERM if sigterm else signal.SIGINT
+        else:
+            return None  # an ordinary exit (--help, a refused argument)
+        return TrainingStopped(signum, self._where())
+
+    def _record_divergence(self, exc: TrainingDiverged) -> None:
+        """The run's metrics.json says it diverged (and holds no test score); its folder is kept."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.is_global_zero or trainer.fast_dev_run or not trainer.log_dir:
+            return
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        write_metrics(Path(trainer.log_dir), {
+            "status": STATUS_DIVERGED, "message": str(exc), "model": config.model.model_name,
+            "dataset": config.data.dataset, **exc.facts, "test_acc": None, "test_macro_f1": None,
+            "val_acc": None, "epochs": exc.facts["epoch"] - 1, "seed": config.get("seed_everything"),
+            "git_commit": self.fit_commit, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
 
     def _discard_fresh_run_without_results(self) -> None:
         """A run that failed or was stopped before its first checkpoint leaves no empty version folder behind."""
@@ -137,6 +212,9 @@ class FmnistCLI(LightningCLI):
         init = _logger_init_args(logger)
         if init is not None and init.get("name") in (AUTO_NAME, None):
             init["name"] = model_name
+        if init is not None:
+            for key in ("name", "version"):
+                check_folder_name(f"trainer.logger.init_args.{key}", init.get(key))
         if config.trainer.get("default_root_dir") is None:
             # Without a logger (``--trainer.logger false``, ``fast_dev_run``) Lightning puts checkpoints and
             # config.yaml in the current directory; keep them under the log root instead.
@@ -147,15 +225,21 @@ class FmnistCLI(LightningCLI):
             raise FmnistError(f"train.py {self.subcommand} needs --ckpt_path CHECKPOINT (e.g. a run's "
                               f"checkpoints/best.ckpt); without it the model's fresh random weights would be "
                               f"scored. `python evaluate.py RUN` evaluates a run folder in one step.")
+        if self.subcommand == "fit" and config.get("ckpt_path") is None and init is not None:
+            name_dir = Path(init["save_dir"]) / init["name"]
+            requeued = slurm_requeued_run(name_dir, Path(config.trainer.default_root_dir))
+            if requeued is not None:
+                print(f"SLURM requeued this job: continuing {requeued} from its last checkpoint (as --resume does).")
+                _resume(config, init, requeued)
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             if init is None:
                 raise FmnistError("--ckpt_path last needs the TensorBoard logger (it finds the run by its name).")
-            run_dir = latest_run(Path(init["save_dir"]) / init["name"], need="checkpoints/last.ckpt")
-            if run_dir is None:
-                raise FmnistError(f"nothing to resume: no {Path(init['save_dir']) / init['name']}/version_*/"
-                                  f"checkpoints/last.ckpt; start the run without --resume / --ckpt_path last.")
-            init["version"] = run_dir.name
-            config.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")
+            name_dir = Path(init["save_dir"]) / init["name"]
+            trained = [run for run in versions(name_dir) if any((run / "checkpoints").glob("*.ckpt"))]
+            if not trained:
+                raise FmnistError(f"nothing to resume: no {name_dir}/version_*/checkpoints/last.ckpt; start the run "
+                                  f"without --resume / --ckpt_path last.")
+            _resume(config, init, trained[-1])
         if config.trainer.get("precision") is None:  # not asked for
             config.trainer.precision = _unasked_precision(config)
 
@@ -172,6 +256,13 @@ class FmnistCLI(LightningCLI):
             extra.append(LearningRateMonitor(logging_interval="epoch"))
         extra.append(EpochTimer())
         extra.append(ExactResume())
+        extra.append(DivergenceGuard())
+        configured_plugins = config.trainer.get("plugins")
+        plugins = list(configured_plugins) if isinstance(configured_plugins, list) else \
+            [configured_plugins] if configured_plugins is not None else []
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())  # a checkpoint is the old one or the new one, never half of one
+        kwargs["plugins"] = plugins
         trainer = super().instantiate_trainer(**kwargs)
         log_dir = trainer.log_dir  # the logger's version folder (not created yet) or default_root_dir
         if log_dir and not Path(log_dir).exists():
@@ -222,6 +313,16 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
+
+
+def _resume(config: Any, init: dict, run_dir: Path) -> None:
+    """Continue ``run_dir`` (its folder, its newest readable checkpoint; a damaged newer one is named and skipped)."""
+    point = resume_checkpoint(run_dir)
+    note = point.note()
+    if note:
+        print(note, file=sys.stderr)
+    init["version"] = run_dir.name
+    config.ckpt_path = str(point.path)
 
 
 def _unasked_precision(config: Any) -> str:
@@ -298,6 +399,7 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: ImageDataModul
     if best:  # counted from 1, like "epochs" (the checkpoint stores Lightning's 0-based index)
         best_epoch = int(read_checkpoint(best).get("epoch", -1)) + 1
     metrics: dict[str, Any] = {
+        "status": STATUS_FINISHED,
         "model": model.hparams.model_name,
         "dataset": datamodule.hparams.dataset,
         "test_acc": test_metrics.get("test_acc"),
