@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from fmnist.data.idx import (
-    IMAGES_MAGIC,
-    LABELS_MAGIC,
     read_idx,
     read_images,
     read_labels,
@@ -25,6 +23,12 @@ from fmnist.errors import FmnistError, IDXError
 def images_and_labels(n: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.uint8)
+
+
+# The IDX format (LeCun's MNIST page): a magic number of two zero bytes, a type byte (0x08: unsigned byte) and the
+# number of dimensions, then one big-endian uint32 per dimension. Written out here, not imported from the module.
+IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions (N, rows, cols)
+LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension (N)
 
 
 def header(magic: int, *shape: int) -> bytes:
@@ -51,8 +55,20 @@ def test_gz_is_really_compressed_and_plain_is_the_documented_layout(tmp_path: Pa
     assert gzip.decompress((write_idx(tmp_path / "x-idx3-ubyte.gz", images)).read_bytes()) == plain
 
 
-def test_magic_numbers_follow_dims() -> None:
-    assert (IMAGES_MAGIC, LABELS_MAGIC) == (0x0803, 0x0801)
+def test_written_headers_are_the_formats_bytes(tmp_path: Path) -> None:
+    """Byte for byte what the format says, so torchvision and other readers take our files (and we theirs)."""
+    images, labels = images_and_labels(2)
+    assert write_idx(tmp_path / "i-idx3-ubyte", images).read_bytes()[:16] == bytes(
+        [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28])
+    assert write_idx(tmp_path / "l-idx1-ubyte", labels).read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 2, *labels])
+
+
+def test_images_and_labels_files_are_not_interchangeable(tmp_path: Path) -> None:
+    images, labels = images_and_labels(3)
+    with pytest.raises(IDXError, match=r"expected magic 2049, found 2051"):
+        read_labels(write_idx(tmp_path / "images-as-labels", images))
+    with pytest.raises(IDXError, match=r"expected magic 2051, found 2049"):
+        read_images(write_idx(tmp_path / "labels-as-images", labels))
 
 
 def test_empty_arrays_round_trip(tmp_path: Path) -> None:
