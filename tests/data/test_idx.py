@@ -187,3 +187,41 @@ def test_cut_gzip_stream(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(IDXError, match=r"nowhere-idx3-ubyte: cannot be read"):
         read_images(tmp_path / "nowhere-idx3-ubyte")
+
+
+# -- the edges of each check (each found by a surviving mutant: benchmarks/mutation.py) ------------------------
+def test_magic_alone_is_a_header_cut_inside_its_dimensions(tmp_path: Path) -> None:
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(header(LABELS_MAGIC))  # 4 bytes: a magic that promises one dimension, and none follows
+    with pytest.raises(IDXError, match=r"train-labels-idx1-ubyte: file is truncated inside its header"):
+        read_labels(path)
+
+
+def test_image_size_check_names_both_sizes_and_can_be_turned_off(tmp_path: Path) -> None:
+    images = np.arange(2 * 56 * 14, dtype=np.uint8).reshape(2, 56, 14)
+    path = write_idx(tmp_path / "t10k-images-idx3-ubyte", images)
+    with pytest.raises(IDXError, match=r"header says the images are 56x14, expected 28x30;"):
+        read_images(path, image_shape=(28, 30))
+    np.testing.assert_array_equal(read_images(path, image_shape=None), images)  # None: any size
+    labels = write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, 2], dtype=np.uint8))
+    with pytest.raises(IDXError, match=r"header says the images are 56x14, expected 28x28;"):
+        read_pair(path, labels)  # the pair checks the size by default ...
+    assert read_pair(path, labels, image_shape=None)[0].shape == (2, 56, 14)  # ... and takes None too
+
+
+def test_the_first_label_past_the_classes_is_refused(tmp_path: Path) -> None:
+    path = write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 9, 10], dtype=np.uint8))
+    with pytest.raises(IDXError, match=r"label 10 at index 2 is outside 0\.\.9 \(10 classes\)"):
+        read_labels(path)
+    images = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28), dtype=np.uint8))
+    with pytest.raises(IDXError, match=r"label 10 at index 2 is outside 0\.\.9"):
+        read_pair(images, path)  # ten classes by default here too
+    assert read_labels(path, num_classes=11).tolist() == [0, 9, 10]
+
+
+def test_writing_creates_missing_folders_and_overwrites(tmp_path: Path) -> None:
+    images, _ = images_and_labels(2)
+    path = write_idx(tmp_path / "new" / "raw" / "train-images-idx3-ubyte", images)
+    np.testing.assert_array_equal(read_images(path), images)
+    write_idx(path, images[:1])  # the folder exists now, and the file: both fine
+    assert read_images(path).shape == (1, 28, 28)
