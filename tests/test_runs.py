@@ -48,6 +48,11 @@ def test_newest_trained_and_the_checkpoint_of_a_run(tmp_path: Path) -> None:
     untrained = tmp_path / "scratch"
     make(untrained, "version_0/metrics.json")
     assert runs.newest_trained(untrained) == untrained  # nothing trained: unchanged
+    make(name, "version_7/checkpoints/last.ckpt")  # a third trained version: the newest, not the second
+    assert runs.newest_trained(name) == name / "version_7"
+    loose = tmp_path / "loose"  # checkpoints of its own beside version folders: it is a run itself
+    make(loose, "model.ckpt", "version_0/checkpoints/last.ckpt")
+    assert runs.newest_trained(loose) == loose and runs.resolve_checkpoint(loose) == loose / "model.ckpt"
 
 
 def test_checkpoint_fallbacks_and_errors(tmp_path: Path) -> None:
