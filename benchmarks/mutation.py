@@ -275,8 +275,12 @@ def score(module_path: str, tests: list[str], timeout: float, log: bool = True) 
     source = Path(module_path).read_text()
     found = mutants(source)
     started = time.monotonic()
-    if run_tests(tests, None, timeout * 3) != "passed":
-        return {"module": module_path, "tests": tests, "error": "the tests fail without any mutation"}
+    unmutated = run_tests(tests, None, 3600)
+    if unmutated != "passed":
+        return {"module": module_path, "tests": tests, "error": f"the tests do not pass unmutated ({unmutated})"}
+    # A mutant gets --timeout or three times what the unmutated tests took, whichever is longer: on a loaded
+    # machine a fixed limit would count slow-but-passing runs as caught.
+    timeout = max(timeout, 3 * (time.monotonic() - started))
     outcomes: dict[str, int] = {}
     survivors = []
     for mutant in found:
@@ -297,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="score only these (repeatable)")
     parser.add_argument("--tests-from", help="git revision whose tests/ to use (e.g. the score before a change)")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds per mutant before it counts as caught")
+    parser.add_argument("--timeout", type=float, default=120,
+                        help="seconds per mutant before it counts as caught (at least 3x the unmutated run)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     modules = args.module or list(MODULES)
