@@ -196,7 +196,7 @@ def run_stats(*args: str, cwd: Path, env_data_dir: str | None = None) -> subproc
     if env_data_dir:
         env[ENV_VAR] = env_data_dir
     return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "stats", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd, env=env)
+                          text=True, timeout=600, cwd=cwd, env=env)
 
 
 def test_stats_cli_prints_counts(synthetic_data_dir: str, tmp_path: Path) -> None:
