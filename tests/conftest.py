@@ -15,6 +15,11 @@ What every test file can use:
   the reason. The fixtures ``real_fashion_root``, ``real_mnist_root`` and
   ``real_data_root`` (both) wrap it.
 
+On CI (``CI=true``, which ``.ci/run`` sets) nothing may quietly stay untested: the data, PostgreSQL and
+Chromium are provided there, so a test that would skip for lack of one of them *fails* instead, saying so
+(:func:`pytest_runtest_makereport`). Only the skips listed in :data:`SKIPS_ALLOWED_ON_CI` (hardware CI does
+not have) stay skips. :func:`skip_or_fail` is the same rule for code that decides by itself.
+
 Helpers are importable from test modules with ``from conftest import write_synthetic_dataset``
 (pytest puts ``tests/`` on ``sys.path``).
 """
@@ -24,9 +29,13 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import re
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import lightning as L
 import numpy as np
@@ -41,6 +50,32 @@ from fmnist.training.module import Classifier
 
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 600, 100
 
+# -- CI runs everything ------------------------------------------------------------------------------
+ON_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+# Reasons a test may still skip on CI: hardware that CI machines do not have.
+SKIPS_ALLOWED_ON_CI = (r"needs a CUDA GPU", r"needs \d+ GPUs")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip with ``reason``; on CI fail with it, since CI provides what the test needs."""
+    if ON_CI:
+        pytest.fail(f"on CI this must run, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """On CI, a skip (other than for missing hardware) is a failure: green must mean "it ran and passed"."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (ON_CI and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(re.search(allowed, reason) for allowed in SKIPS_ALLOWED_ON_CI):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped on CI, where everything must run ({item.nodeid}): {reason}"
+
 
 # -- no network, ever ------------------------------------------------------------------------------
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +89,34 @@ def _no_downloads():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(NO_DOWNLOAD_ENV_VAR, "1")
         yield
+
+
+# -- the repository is not a scratch folder ------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+_CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", ".egg-info")
+
+
+def repository_state() -> set[str] | None:
+    """``git status`` of the checkout, ignored files included (Python's and the tools' caches left out), or None
+    outside a git checkout (e.g. a source archive)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line for line in out.splitlines() if not any(cache in line for cache in _CACHES)}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _repository_unchanged() -> Iterator[None]:
+    """Tests write only to temporary folders: a run folder, report or download left in the checkout (for instance
+    by a subprocess started with the repository as its working directory) fails the session, named."""
+    before = repository_state()
+    yield
+    after = repository_state()
+    if before is not None and after is not None and after != before:
+        changed = sorted(after - before) + [f"(gone) {line}" for line in sorted(before - after)]
+        pytest.fail("the test session changed the repository: " + "; ".join(changed), pytrace=False)
 
 
 # -- synthetic data --------------------------------------------------------------------------------
@@ -148,7 +211,7 @@ def real_data_dir(*datasets: str) -> str:
         if raw is None:
             hint = ("install Debian's dataset-fashion-mnist or set FMNIST_DATA_DIR" if name == "fashion"
                     else "set FMNIST_DATA_DIR to a root holding MNIST/raw, e.g. ../shared/data")
-            pytest.skip(f"real {dataset_info(name).folder} not found ({hint})")
+            skip_or_fail(f"real {dataset_info(name).folder} not found ({hint})")
         raws[name] = raw.resolve()
     roots = {_root_of(raw, name) for name, raw in raws.items()}
     if len(roots) == 1 and None not in roots:
@@ -163,6 +226,16 @@ def real_data_dir(*datasets: str) -> str:
             os.symlink(raw, link, target_is_directory=True)
         _combined_roots[key] = root
     return str(_combined_roots[key])
+
+
+def real_photos_dir() -> Path:
+    """``$FMNIST_DATA_DIR/wild``, the 215 labelled development photos (docs/photos.md), or skip (fail on CI)."""
+    root = os.environ.get("FMNIST_DATA_DIR")
+    folder = Path(root) / "wild" if root else None
+    if folder is None or not (folder / "labels.csv").is_file():
+        skip_or_fail("the real photos are not here (set FMNIST_DATA_DIR to a root holding wild/labels.csv, "
+                     "e.g. ../shared/data; docs/data.md)")
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@ Each one is matched exactly, so a new or different warning still shows:
 - Lightning's advertisement for ``litlogger`` (a cloud service) at every Trainer start.
 - A deprecation inside Lightning's own ``_pytree`` helper (``isinstance(treespec, LeafSpec)``), not in our code.
 - "smaller than the logging interval": training metrics are logged once per epoch here, never per step.
+- "Precision bf16-mixed is not supported by the model summary ... Using 32 bits instead", printed with a
+  site-packages path on every bf16 run (the CPU default where bf16 is native): under mixed precision the
+  weights stay float32, so the summary's 32-bit size estimate is the right one and there is nothing to say.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ _WARNINGS = (
     r"LightningCLI's args parameter is intended to run from within Python",
     r".*isinstance\(treespec, LeafSpec\).* is deprecated",
     r"The number of training batches .* is smaller than the logging interval",
+    r"Precision (bf16|16)-mixed is not supported by the model summary",
 )
 _LOG_MESSAGES = ("litlogger",)
 _LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")

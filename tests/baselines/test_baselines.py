@@ -134,7 +134,7 @@ def test_unknown_baseline_is_one_sentence_without_traceback(tmp_path: Path) -> N
     with pytest.raises(FmnistError, match="choose one of: logreg, svm, rf, knn, mlp"):
         cli_main(["--baseline", "xgboost"])
     result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--baseline", "xgboost"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("error: Unknown baseline 'xgboost'; choose one of: logreg, svm, rf, knn, mlp.")
 

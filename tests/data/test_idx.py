@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from fmnist.data.idx import (
-    IMAGES_MAGIC,
-    LABELS_MAGIC,
     read_idx,
     read_images,
     read_labels,
@@ -25,6 +23,12 @@ from fmnist.errors import FmnistError, IDXError
 def images_and_labels(n: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.uint8)
+
+
+# The IDX format (LeCun's MNIST page): a magic number of two zero bytes, a type byte (0x08: unsigned byte) and the
+# number of dimensions, then one big-endian uint32 per dimension. Written out here, not imported from the module.
+IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions (N, rows, cols)
+LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension (N)
 
 
 def header(magic: int, *shape: int) -> bytes:
@@ -51,8 +55,20 @@ def test_gz_is_really_compressed_and_plain_is_the_documented_layout(tmp_path: Pa
     assert gzip.decompress((write_idx(tmp_path / "x-idx3-ubyte.gz", images)).read_bytes()) == plain
 
 
-def test_magic_numbers_follow_dims() -> None:
-    assert (IMAGES_MAGIC, LABELS_MAGIC) == (0x0803, 0x0801)
+def test_written_headers_are_the_formats_bytes(tmp_path: Path) -> None:
+    """Byte for byte what the format says, so torchvision and other readers take our files (and we theirs)."""
+    images, labels = images_and_labels(2)
+    assert write_idx(tmp_path / "i-idx3-ubyte", images).read_bytes()[:16] == bytes(
+        [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28])
+    assert write_idx(tmp_path / "l-idx1-ubyte", labels).read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 2, *labels])
+
+
+def test_images_and_labels_files_are_not_interchangeable(tmp_path: Path) -> None:
+    images, labels = images_and_labels(3)
+    with pytest.raises(IDXError, match=r"expected magic 2049, found 2051"):
+        read_labels(write_idx(tmp_path / "images-as-labels", images))
+    with pytest.raises(IDXError, match=r"expected magic 2051, found 2049"):
+        read_images(write_idx(tmp_path / "labels-as-images", labels))
 
 
 def test_empty_arrays_round_trip(tmp_path: Path) -> None:
@@ -171,3 +187,41 @@ def test_cut_gzip_stream(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(IDXError, match=r"nowhere-idx3-ubyte: cannot be read"):
         read_images(tmp_path / "nowhere-idx3-ubyte")
+
+
+# -- the edges of each check (each found by a surviving mutant: benchmarks/mutation.py) ------------------------
+def test_magic_alone_is_a_header_cut_inside_its_dimensions(tmp_path: Path) -> None:
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(header(LABELS_MAGIC))  # 4 bytes: a magic that promises one dimension, and none follows
+    with pytest.raises(IDXError, match=r"train-labels-idx1-ubyte: file is truncated inside its header"):
+        read_labels(path)
+
+
+def test_image_size_check_names_both_sizes_and_can_be_turned_off(tmp_path: Path) -> None:
+    images = np.arange(2 * 56 * 14, dtype=np.uint8).reshape(2, 56, 14)
+    path = write_idx(tmp_path / "t10k-images-idx3-ubyte", images)
+    with pytest.raises(IDXError, match=r"header says the images are 56x14, expected 28x30;"):
+        read_images(path, image_shape=(28, 30))
+    np.testing.assert_array_equal(read_images(path, image_shape=None), images)  # None: any size
+    labels = write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, 2], dtype=np.uint8))
+    with pytest.raises(IDXError, match=r"header says the images are 56x14, expected 28x28;"):
+        read_pair(path, labels)  # the pair checks the size by default ...
+    assert read_pair(path, labels, image_shape=None)[0].shape == (2, 56, 14)  # ... and takes None too
+
+
+def test_the_first_label_past_the_classes_is_refused(tmp_path: Path) -> None:
+    path = write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 9, 10], dtype=np.uint8))
+    with pytest.raises(IDXError, match=r"label 10 at index 2 is outside 0\.\.9 \(10 classes\)"):
+        read_labels(path)
+    images = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28), dtype=np.uint8))
+    with pytest.raises(IDXError, match=r"label 10 at index 2 is outside 0\.\.9"):
+        read_pair(images, path)  # ten classes by default here too
+    assert read_labels(path, num_classes=11).tolist() == [0, 9, 10]
+
+
+def test_writing_creates_missing_folders_and_overwrites(tmp_path: Path) -> None:
+    images, _ = images_and_labels(2)
+    path = write_idx(tmp_path / "new" / "raw" / "train-images-idx3-ubyte", images)
+    np.testing.assert_array_equal(read_images(path), images)
+    write_idx(path, images[:1])  # the folder exists now, and the file: both fine
+    assert read_images(path).shape == (1, 28, 28)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from fmnist.data.augment import AugmentSettings
 from fmnist.data.datamodule import ImageDataModule
@@ -219,3 +220,25 @@ def test_loaders_batch_sizes_and_shuffling(synthetic_data_dir: str) -> None:
     assert torch.bincount(seen).tolist() == [51] * 10  # every training image exactly once per epoch
     order = [b[1] for b in dm.val_dataloader()]
     assert torch.equal(torch.cat(order), dm.val_set.labels)  # evaluation keeps order
+
+
+def test_defaults_are_the_documented_split_and_seed() -> None:
+    """docs/data.md: 15% stratified, seed 42 (51,000 / 9,000 of the real 60,000); folds and subsets seed 42 too.
+    Checked against scikit-learn called directly with those settings."""
+    labels = np.repeat(np.arange(10), 100)
+    train, val = stratified_split(labels)
+    assert len(val) == 150 and np.bincount(labels[val]).tolist() == [15] * 10
+    _, expected_val = train_test_split(np.arange(1000), test_size=0.15, stratify=labels, random_state=42)
+    np.testing.assert_array_equal(val, np.sort(expected_val))
+    fold_val = stratified_fold(labels, 5, 0)[1]
+    expected_fold = next(StratifiedKFold(5, shuffle=True, random_state=42).split(np.zeros(1000), labels))[1]
+    np.testing.assert_array_equal(fold_val, np.sort(expected_fold))
+    subset = stratified_subset(train, labels, 100)
+    expected_subset, _ = train_test_split(train, train_size=100, stratify=labels[train], random_state=42)
+    np.testing.assert_array_equal(subset, np.sort(expected_subset))
+
+
+def test_a_subset_as_large_as_the_indices_is_all_of_them_in_their_order(labels: np.ndarray) -> None:
+    indices = np.array([5, 3, 9, 1, 7, 2, 8, 0, 6, 4]) * 7
+    assert stratified_subset(indices, labels, len(indices)) is indices  # nothing drawn, order kept
+    assert stratified_subset(indices, labels, 1000) is indices

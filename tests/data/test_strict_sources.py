@@ -8,13 +8,17 @@ import errno
 import hashlib
 import json
 import os
+import pwd
 import re
+import shutil
 import struct
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_synthetic_dataset
+from conftest import skip_or_fail, write_synthetic_dataset
 
 from fmnist.data import sources
 from fmnist.data.datamodule import ImageDataModule
@@ -331,14 +335,55 @@ def test_offline_download_says_offline_with_the_reason_and_leaves_no_empty_folde
     assert not (world / "data").exists()  # the next search says "not found", not "incomplete"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the simulated cases cover it")
-def test_really_read_only_data_dir(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = world / "ro"
-    root.mkdir()
-    root.chmod(0o555)
+def _as_unprivileged_user(action: Callable[[], str]) -> str:
+    """``action()`` in a forked child that dropped root for ``nobody``; what it returned (or raised), as text.
+
+    A fork, not a new interpreter: the interpreter may live where ``nobody`` cannot execute it (/root/.pyenv).
+    """
     try:
-        with pytest.raises(DataNotFoundError, match=rf"cannot be downloaded there: permission denied on "
-                                                    rf"{re.escape(str(root / 'MNIST'))}"):
-            find_raw_dir("mnist", root, download=True)
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        skip_or_fail("running as root and there is no `nobody` user to drop to")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            result = action()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which asserts on it
+            result = f"{type(exc).__name__}: {exc}"
+        os.write(write_end, result.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    return result
+
+
+def test_really_read_only_data_dir(world: Path) -> None:
+    """A folder the user may not write to, for real (no stand-in): as root, the check runs as ``nobody``."""
+    shared = Path(tempfile.mkdtemp(prefix="fmnist-ro-"))  # not tmp_path: `nobody` must be able to reach it
+    root = shared / "ro"
+    try:
+        shared.chmod(0o755)
+        root.mkdir()
+        root.chmod(0o555)
+
+        def attempt() -> str:
+            try:
+                find_raw_dir("mnist", root, download=True)
+            except DataNotFoundError as exc:
+                return f"DataNotFoundError: {exc}"
+            return "no error"
+
+        got = _as_unprivileged_user(attempt) if os.geteuid() == 0 else attempt()
+        assert got.startswith("DataNotFoundError: "), got
+        assert f"cannot be downloaded there: permission denied on {root / 'MNIST'}" in got
+        assert "offline" not in got and list(root.iterdir()) == []  # refused before any network, nothing written
     finally:
         root.chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)

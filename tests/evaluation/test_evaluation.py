@@ -238,7 +238,7 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
 
 def test_bad_path_is_one_sentence_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(tmp_path / "missing_run")],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

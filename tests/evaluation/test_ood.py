@@ -17,6 +17,7 @@ from fmnist.cli import main as evaluate_main
 from fmnist.errors import FmnistError
 from fmnist.evaluation import ood as O
 from fmnist.evaluation.calibration import softmax
+from fmnist.evaluation.predict import evaluate
 from fmnist.evaluation.scoring import Outputs, load_scorer
 
 
@@ -135,10 +136,23 @@ def test_ood_command_on_a_checkpoint_and_an_ensemble(cnn_checkpoint: Path, synth
     result = json.loads((report / "ood.json").read_text())
     assert {(r["out"], r["score"]) for r in result["rows"]} == {
         (o, s) for o in ("mnist", "noise") for s in O.SCORE_NAMES}
-    assert all(0.0 <= r["auroc"] <= 1.0 and 0.0 <= r["fpr_at_95_tpr"] <= 1.0 for r in result["rows"])
     assert result["in"] == {"dataset": "fashion", "split": "test", "n": 100}
     assert result["mahalanobis_fit"]["cnn_cnn"]["n"] == 200
-    assert 0.0 <= result["in_distribution"]["cnn_cnn"]["accuracy"] <= 1.0
+    # The numbers again, from the evaluator's class probabilities and the definitions, not from ood.py:
+    # accuracy on the 100 test images; AUROC = P(an in-image's max probability beats an out-image's), ties half;
+    # FPR at 95% TPR = the share of out-images at or above the highest threshold that keeps 95 of the 100 in-images.
+    fashion = evaluate(cnn_checkpoint, "fashion", "test", data_dir=synthetic_data_dir)
+    digits = evaluate(cnn_checkpoint, "mnist", "test", data_dir=synthetic_data_dir)
+    accuracy = float((fashion.probs.argmax(axis=1) == fashion.labels).mean())
+    assert result["in_distribution"]["cnn_cnn"]["accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    in_msp, out_msp = fashion.probs.max(axis=1).astype(np.float64), digits.probs.max(axis=1).astype(np.float64)
+    pairs = in_msp[:, None] - out_msp[None, :]
+    auroc = float(((pairs > 0).sum() + 0.5 * (pairs == 0).sum()) / pairs.size)
+    threshold = np.sort(in_msp)[::-1][94]  # the 95th highest in-score
+    fpr = float((out_msp >= threshold).mean())
+    row = next(r for r in result["rows"] if (r["model"], r["out"], r["score"]) == ("cnn_cnn", "mnist", "msp"))
+    assert (row["auroc"], row["fpr_at_95_tpr"], row["n_in"], row["n_out"]) == (
+        pytest.approx(auroc, abs=1e-6), pytest.approx(fpr, abs=1e-9), 100, 100)
     for name in ("ood.csv", "ood.md", "ood_scores.png", "ood_roc.png"):
         assert (report / name).stat().st_size > 0
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -17,20 +20,51 @@ from fmnist.models import (
     list_models,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def conv(c_in: int, c_out: int, k: int = 3, bias: bool = True) -> int:
+    """Weights of a ``k x k`` convolution: ``c_out`` filters of ``c_in * k * k`` taps, plus one bias each."""
+    return c_out * (c_in * k * k + bias)
+
+
+def dense(n_in: int, n_out: int, bias: bool = True) -> int:
+    return n_out * (n_in + bias)
+
+
+# Hand counts of the networks whose papers give no figure, from their layer lists (not from the code's totals):
+# cnn (study A): conv 1->32, 32->64, 64->128 (3x3, unpadded: 28 -> 26 -> pool 13 -> 11 -> pool 5 -> 3), dense
+# 128*3*3 -> 128 -> 10.
+CNN = conv(1, 32) + conv(32, 64) + conv(64, 128) + dense(128 * 3 * 3, 128) + dense(128, 10)
+# cnn1 (study B, table 1): conv 1->32, 32->64 without pooling (28 -> 26 -> 24), dense 64*24*24 -> 128 -> 10.
+CNN1 = conv(1, 32) + conv(32, 64) + dense(64 * 24 * 24, 128) + dense(128, 10)
+# vggbn: four bias-free 3x3 convs 1->32->32->64->64, each + BatchNorm (scale and shift: 2 per channel), unpadded
+# with a pool after the 2nd and 4th (28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4); bias-free dense 64*4*4 -> 512 +
+# BatchNorm1d(512), dense 512 -> 10. Keras also counts BatchNorm's running mean and variance (2 per channel).
+VGGBN_BN_CHANNELS = 32 + 32 + 64 + 64 + 512
+VGGBN = (conv(1, 32, bias=False) + conv(32, 32, bias=False) + conv(32, 64, bias=False) + conv(64, 64, bias=False)
+         + dense(64 * 4 * 4, 512, bias=False) + dense(512, 10) + 2 * VGGBN_BN_CHANNELS)
+# speedrun: a 3x3 whitening stem of 2 * 9 = 18 frozen filters (only its 18 biases train), bias-free 3x3 convs
+# 18->24->48->96 each + BatchNorm, a bias-free linear 96 -> 10. Keras' count adds the frozen 18 x 9 stem filters
+# and the running statistics of the 24 + 48 + 96 BatchNorm channels.
+SPEEDRUN_BN_CHANNELS = 24 + 48 + 96
+SPEEDRUN = (18 + conv(18, 24, bias=False) + conv(24, 48, bias=False) + conv(48, 96, bias=False)
+            + dense(96, 10, bias=False) + 2 * SPEEDRUN_BN_CHANNELS)
+
 # name -> (trainable parameters, Keras "Total params" = all weights + BatchNorm running mean/var)
 EXPECTED_PARAMS = {
     "resnet": (37_898, 38_154),  # study A: 38,154 in Keras' count
-    "cnn": (241_546, 241_546),
+    "cnn": (CNN, CNN),
     "scratch": (225_034, 225_034),  # study B: 225,034
     "cnn2": (225_034, 225_034),
     "deep": (94_154, 94_346),  # study B's code: 94,346 in Keras' count
     "cnn3": (94_154, 94_346),
-    "cnn1": (4_738_826, 4_738_826),
+    "cnn1": (CNN1, CNN1),
     "lenet5": (61_706, 61_706),
     "resnet18": (11_181_642, 11_191_242),  # from scratch, whole network (frozen ImageNet backbone: 5,130)
     "transfer": (206_218, 225_034),  # frozen scratch conv base (18,816) + new dense head
-    "vggbn": (595_626, 597_034),  # our recipe (conv biases dropped: BatchNorm follows every conv)
-    "speedrun": (57_042, 57_540),  # issue 14: + the frozen whitening stem (162) and BatchNorm statistics (336)
+    "vggbn": (VGGBN, VGGBN + 2 * VGGBN_BN_CHANNELS),  # our recipe (conv biases dropped: BatchNorm follows every conv)
+    "speedrun": (SPEEDRUN, SPEEDRUN + 18 * 9 + 2 * SPEEDRUN_BN_CHANNELS),  # + frozen stem, BatchNorm statistics
 }
 
 
@@ -44,14 +78,36 @@ def test_parameter_counts(name: str) -> None:
     assert (count_parameters(model), count_parameters_keras(model)) == EXPECTED_PARAMS[name]
 
 
+def test_documented_counts_are_the_hand_counts() -> None:
+    """docs/models.md's table and the registry's descriptions quote the counts a user reads: they must agree."""
+    table = (ROOT / "docs" / "models.md").read_text()
+    for name, count in (("cnn", CNN), ("cnn1", CNN1), ("vggbn", VGGBN)):
+        assert re.search(rf"^\| `{name}` \| [^|]+ \| {count:,} \|", table, flags=re.M), name
+    for name, count in (("vggbn", VGGBN), ("speedrun", SPEEDRUN)):
+        assert f"({count:,} params)" in get_spec(name).description, name
+
+
+# name -> (class of the layer explanations attach to, its output [channels, grid]): the last layer whose grid is
+# still >= 8x8, worked out from each architecture (e.g. cnn: 28 -> conv 26 -> pool 13 -> conv2 11).
+TARGET_LAYERS = {
+    "resnet": ("ResidualBlock", 32, 14), "cnn": ("Conv2d", 64, 11), "scratch": ("Conv2d", 64, 11),
+    "cnn2": ("Conv2d", 64, 11), "deep": ("Conv2d", 64, 11), "cnn3": ("Conv2d", 64, 11), "cnn1": ("Conv2d", 64, 24),
+    "lenet5": ("Conv2d", 16, 10), "resnet18": ("Sequential", 64, 8), "transfer": ("Conv2d", 64, 11),
+    "vggbn": ("Conv2d", 64, 8), "speedrun": ("Conv2d", 24, 14),
+}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_forward_shape_and_target_layer(name: str) -> None:
     spec = get_spec(name)
     model = create_model(name).eval()
     x = torch.rand(3, spec.channels, spec.input_size, spec.input_size)
-    assert model(x).shape == (3, 10)
     layer = model.get_submodule(spec.target_layer)
-    assert isinstance(layer, (nn.Conv2d, nn.Sequential, nn.Module))
+    seen: list[tuple[int, ...]] = []
+    layer.register_forward_hook(lambda module, inputs, output: seen.append(tuple(output.shape)) and None)
+    assert model(x).shape == (3, 10)
+    kind, channels, grid = TARGET_LAYERS[name]
+    assert (type(layer).__name__, seen) == (kind, [(3, channels, grid, grid)])
     assert not any(isinstance(m, nn.ReLU) and m.inplace for m in model.modules()), "in-place ReLU breaks Captum"
 
 
@@ -69,7 +125,7 @@ def test_unknown_model_and_bad_option_are_clear() -> None:
 
 def test_deep_ablation_drops_batchnorm_and_dropout() -> None:
     model = create_model("deep", batchnorm=False, dropout=0.0)
-    assert count_parameters(model) == 94_154 - 2 * (32 + 64)
+    assert count_parameters(model) == EXPECTED_PARAMS["deep"][0] - 2 * (32 + 64)  # BatchNorm's scale and shift
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 

@@ -1,7 +1,8 @@
 """The many-machine path: two worker processes on a real PostgreSQL server (a throwaway cluster this test starts).
 
 Skipped, with the reason, where Debian's PostgreSQL binaries, psycopg2 or a user the server accepts
-(it refuses to run as root) are missing, or the server does not start.
+(it refuses to run as root) are missing, or the server does not start -- except on CI (``CI=true``), which
+installs all of them: there each of these is a failure, so a broken sweep-on-PostgreSQL cannot show green.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import skip_or_fail
 from optuna.trial import TrialState
 
 from fmnist.sweep.runner import make_sweep, open_study, run_sweep
@@ -40,18 +42,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install psycopg2-binary, in the dev extra)")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        skip_or_fail("psycopg2 is not installed (pip install psycopg2-binary, in the dev extra)")
     bin_dir = _bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL's initdb/pg_ctl not found (Debian: apt-get install postgresql)")
+        skip_or_fail("PostgreSQL's initdb/pg_ctl not found (Debian: apt-get install postgresql)")
     user = None
     if os.geteuid() == 0:  # the server refuses root: run it as postgres (Debian's package) or nobody
         if shutil.which("runuser") is None:
-            pytest.skip("running as root and runuser is missing, so PostgreSQL cannot be started as another user")
+            skip_or_fail("running as root and runuser is missing, so PostgreSQL cannot be started as another user")
         names = {p.pw_name for p in pwd.getpwall()}
         user = next((u for u in ("postgres", "nobody") if u in names), None)
         if user is None:
-            pytest.skip("running as root with neither a postgres nor a nobody user to start PostgreSQL as")
+            skip_or_fail("running as root with neither a postgres nor a nobody user to start PostgreSQL as")
     root = Path(tempfile.mkdtemp(prefix="fmnist-pg-"))  # not tmp_path: the server's user must reach it
     data, port = root / "data", _free_port()
 
@@ -66,13 +71,13 @@ def postgres_url() -> Iterator[str]:
             os.chown(root, entry.pw_uid, entry.pw_gid)
         init = run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "sweep", "-E", "UTF8", "--no-sync")
         if init.returncode != 0:
-            pytest.skip(f"initdb failed: {(init.stderr or init.stdout).strip().splitlines()[-1:]}")
+            skip_or_fail(f"initdb failed: {(init.stderr or init.stdout).strip().splitlines()[-1:]}")
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         start = run(bin_dir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "120", "-o", options,
                     "start")
         if start.returncode != 0:
             log = (root / "server.log").read_text() if (root / "server.log").is_file() else start.stderr
-            pytest.skip(f"PostgreSQL did not start: {log.strip().splitlines()[-1:]}")
+            skip_or_fail(f"PostgreSQL did not start: {log.strip().splitlines()[-1:]}")
         try:
             yield f"postgresql+psycopg2://sweep@127.0.0.1:{port}/postgres"
         finally:

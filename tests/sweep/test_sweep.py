@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -14,10 +15,12 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import ON_CI
 from optuna.trial import TrialState
 
 from fmnist.data.datamodule import ImageDataModule
 from fmnist.errors import FmnistError
+from fmnist.evaluation.predict import evaluate
 from fmnist.reproduce.html_check import find_browser, render
 from fmnist.sweep.final import best_trial
 from fmnist.sweep.runner import make_sweep, open_study, run_sweep
@@ -75,6 +78,7 @@ def test_three_trial_sweep_end_to_end(write_sweep, sweep_dirs, tmp_path: Path, m
     assert page.count("<tr>") == 4 and "Optimisation history" in page and "Parallel coordinates" in page
     assert "<script src" not in page.replace('"', "'").replace("script  ", "script ")  # plotly.js is inline
     assert "| 2 | complete |" in result.report["markdown"].read_text()
+    assert find_browser() or not ON_CI, "Chromium is missing on CI, so the report's charts went unchecked"
     if find_browser():
         rendered = render(result.report["html"])
         assert rendered.ok, rendered
@@ -193,3 +197,52 @@ def test_a_rerun_with_another_space_is_refused(write_sweep, sweep_dirs) -> None:
     with pytest.raises(FmnistError, match=r"study t in sqlite:///.*was started with another sweep config "
                                           r"\(space.data.batch_size: .* then, None now\); restore it"):
         run_sweep(make_sweep(changed, **sweep_dirs))
+
+
+# -- the command line: --workers 2, --final-fit, --report-only ------------------------------------------------
+def test_cli_two_workers_and_a_final_fit_then_report_only(write_sweep, sweep_dirs, tmp_path: Path,
+                                                          synthetic_data_dir: str) -> None:
+    """``python -m fmnist.sweep`` as a user types it (a fresh process, cwd a scratch folder)."""
+    path = write_sweep(trials=2)
+    out, logdir = sweep_dirs["out_dir"], sweep_dirs["logdir"]
+    command = [sys.executable, "-m", "fmnist.sweep", "--config", str(path), "--out", str(out), "--logdir", str(logdir)]
+    env = {**os.environ, "FMNIST_NO_DOWNLOAD": "1", "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([*command, "--workers", "2", "--final-fit", "--seeds", "5"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    trials = _study(make_sweep(load_sweep(path), **sweep_dirs)).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == [0, 1] and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2 and run.stdout.count("workers seen: 2") == 1
+    # the winner, read from the trials' own metrics.json (highest validation accuracy), is what was refitted
+    val_acc = {n: json.loads((logdir / "t" / f"trial_{n}" / "metrics.json").read_text())["val_acc"] for n in (0, 1)}
+    best = max(val_acc, key=val_acc.get)
+    final_dir = logdir / "t-final" / f"trial_{best}_seed_5"
+    final = json.loads((final_dir / "metrics.json").read_text())
+    assert final["n_train"] == 600 and final["seed"] == 5  # 510 training + 90 validation images
+    # its test accuracy, scored again from its checkpoint by the evaluator on the 100 synthetic test images
+    predictions = evaluate(final_dir, "fashion", "test", data_dir=synthetic_data_dir)
+    assert len(predictions.labels) == 100
+    accuracy = float((predictions.probs.argmax(axis=1) == predictions.labels).mean())
+    assert final["test_acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert f"Final fit of trial {best} on train+val (2 epochs), tested once per seed" in run.stdout
+    assert f"best config: {out / 'best.yaml'}" in run.stdout
+
+    # --report-only: no trial and no fit runs; best.yaml and the report come back as they were (but the time)
+    def written_now() -> dict[str, str]:
+        return {name: re.sub(r"^Written \S+ \S+;", "Written;", (out / name).read_text(), flags=re.M)
+                for name in ("best.yaml", "report.md", "trials.csv")}
+
+    written = written_now()
+    assert written["report.md"].count("\nWritten;") == 1
+    stamps = {p: p.stat().st_mtime_ns for p in logdir.rglob("metrics.json")}
+    for name in written:
+        (out / name).unlink()
+    again = subprocess.run([*command, "--report-only"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert written_now() == written
+    assert {p: p.stat().st_mtime_ns for p in logdir.rglob("metrics.json")} == stamps  # nothing trained or tested
+    assert len(_study(make_sweep(load_sweep(path), **sweep_dirs)).get_trials(deepcopy=False)) == 2
+    assert f"Final fit of trial {best} on train+val" in again.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["base.yaml", "sweep.yaml", "out", "lightning_logs"])

@@ -43,7 +43,7 @@ def train(data_dir: str, logdir: Path, extra_path: Path, *extra: str, **env_extr
             "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--early_stopping.patience",
             "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env=env)
+                          timeout=600, cwd=logdir.parent, env=env)  # a scratch folder, never the repository
 
 
 @pytest.mark.parametrize("kill_epoch, kill_batch", [(1, 3)])

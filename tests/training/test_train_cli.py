@@ -8,18 +8,26 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from fmnist.errors import FmnistError
+from fmnist.evaluation.predict import evaluate
 from fmnist.models import get_spec, list_models
+from fmnist.serialization import read_checkpoint
 from fmnist.training.api import gpu_settings, resolve_config
 from fmnist.training.cli import main, parse_shorthand
 
 ROOT = Path(__file__).resolve().parents[2]
+# Zalando's label table (github.com/zalandoresearch/fashion-mnist), in label order
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -31,9 +39,11 @@ def tiny(data_dir: str, logdir: Path, *extra: str) -> list[str]:
 
 
 def run_train(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """``train.py`` in a fresh process whose working directory is a scratch folder (never the repository)."""
     env = {**os.environ, "FMNIST_NO_DOWNLOAD": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+    with tempfile.TemporaryDirectory(prefix="fmnist-cwd-") as cwd:
+        return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd, env=env)
 
 
 def metrics_of(logdir: Path, name: str, version: int = 0) -> dict:
@@ -107,12 +117,29 @@ def test_list_models(capsys) -> None:
 
 # -- every model trains and tests through the CLI -----------------------------------------------------
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_fast_dev_run(name: str, synthetic_data_dir: str, tmp_path: Path) -> None:
-    args = ["--model", name, "--logdir", str(tmp_path), "--data.data_dir", synthetic_data_dir,
-            "--data.batch_size", "8", "--trainer.fast_dev_run", "true", *QUIET]
+def test_every_model_trains_tests_and_reports_what_its_checkpoint_scores(name: str, synthetic_data_dir: str,
+                                                                         tmp_path: Path) -> None:
+    """Each model through ``train.py --model NAME``: its weights move, and metrics.json's test numbers are what
+    its best checkpoint scores on all 100 synthetic test images when the evaluator loads it afresh."""
+    args = ["--model", name, "--logdir", str(tmp_path), "--data.data_dir", synthetic_data_dir, "--data.batch_size",
+            "8", "--epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", *QUIET]
     assert main(args) == 0
-    if name == "transfer":  # the MNIST base was pretrained first, in the same command
-        assert (tmp_path / "mnist_pretrain" / "base.ckpt").is_file()
+    run = tmp_path / name / "version_0"
+    metrics = metrics_of(tmp_path, name)
+    assert metrics["model"] == get_spec(name).name and metrics["epochs"] == 1 and metrics["n_train"] == 510
+    assert metrics["final_weight_fingerprint"] != metrics["initial_weight_fingerprint"]  # it trained
+    assert Path(metrics["best_checkpoint"]) == run / "checkpoints" / "best.ckpt"
+    predictions = evaluate(run, "fashion", "test", data_dir=synthetic_data_dir)
+    predicted, labels = predictions.probs.argmax(axis=1), predictions.labels
+    assert len(labels) == 100 and sorted(np.bincount(labels)) == [10] * 10
+    assert metrics["test_acc"] == pytest.approx(float((predicted == labels).mean()), abs=1e-6)
+    recall = {name: float((predicted[labels == k] == k).mean()) for k, name in enumerate(FASHION_CLASSES)}
+    assert metrics["per_class_acc"] == pytest.approx(recall, abs=1e-6)
+    if name == "transfer":  # the MNIST base was pretrained first, in the same command, and is kept frozen
+        base = read_checkpoint(tmp_path / "mnist_pretrain" / "base.ckpt")["state_dict"]
+        trained = read_checkpoint(run / "checkpoints" / "best.ckpt")["state_dict"]
+        conv = [k for k in base if k.startswith("model.features.") and k.endswith("weight")]
+        assert conv and all(torch.equal(base[k], trained[k]) for k in conv)
 
 
 def test_metrics_json_names_the_commit_the_run_started_with(synthetic_data_dir: str, tmp_path: Path,
@@ -170,18 +197,26 @@ def test_killed_run_resumes_to_the_same_epoch_count(synthetic_data_dir: str, tmp
     args = ["--model", "scratch", *tiny(synthetic_data_dir, tmp_path, "--epochs", "4",
                                         "--trainer.limit_train_batches", "30", "--early_stopping.patience", "10")]
     env = {**os.environ, "FMNIST_NO_DOWNLOAD": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "scratch" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 180
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
+    run = tmp_path / "scratch" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 600
+    while not (last.exists() and last.stat().st_size > 0) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    time.sleep(0.2)  # let the first checkpoint's single write finish: the kill lands early in the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the first run was cut short: killed (not exited), no metrics.json, its checkpoint short of the 4 epochs
+    assert proc.returncode == -signal.SIGKILL, f"the run ended by itself (exit {proc.returncode}) before the kill"
     assert last.exists(), "the run never saved last.ckpt"
+    assert not (run / "metrics.json").exists()
+    epochs_done = read_checkpoint(last)["epoch"] + 1  # Lightning stores the 0-based index of the finished epoch
+    assert 1 <= epochs_done < 4, epochs_done
     assert main([*args, "--resume"]) == 0
     metrics = metrics_of(tmp_path, "scratch")
-    assert metrics["epochs"] == 4
+    assert metrics["epochs"] == 4 and metrics["resumes"] == 1
+    assert not (tmp_path / "scratch" / "version_1").exists()
 
 
 # -- full LightningCLI ---------------------------------------------------------------------------------
@@ -248,13 +283,26 @@ def test_bad_config_key_lists_valid_choices() -> None:
 
 
 # -- DDP on CPU ----------------------------------------------------------------------------------------
+WHOLE_EVAL = ("--trainer.limit_val_batches", "1.0", "--trainer.limit_test_batches", "1.0")
+
+
+def assert_scores_are_its_checkpoints(run: Path, metrics: dict, data_dir: str) -> None:
+    """Two ranks each scored half of the validation and test images; gathered, their accuracy is the one a single
+    process gets from the best checkpoint on all of them (90 validation, 100 test images)."""
+    for split, key, n in (("val", "val_acc", 90), ("test", "test_acc", 100)):
+        predictions = evaluate(run, "fashion", split, data_dir=data_dir)
+        assert len(predictions.labels) == n
+        accuracy = float((predictions.probs.argmax(axis=1) == predictions.labels).mean())
+        assert metrics[key] == pytest.approx(accuracy, abs=1e-6), split
+
 def test_ddp_on_cpu_with_two_processes(synthetic_data_dir: str, tmp_path: Path) -> None:
-    result = run_train("--model", "scratch", *tiny(synthetic_data_dir, tmp_path),
+    result = run_train("--model", "scratch", *tiny(synthetic_data_dir, tmp_path, *WHOLE_EVAL),
                        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
                        timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path, "scratch")
-    assert metrics["world_size"] == 2 and metrics["val_acc"] is not None and metrics["test_acc"] is not None
+    assert metrics["world_size"] == 2
+    assert_scores_are_its_checkpoints(tmp_path / "scratch" / "version_0", metrics, synthetic_data_dir)
 
 
 def test_ddp_transfer_pretrains_its_base_then_trains_on_it(synthetic_data_dir: str, tmp_path: Path) -> None:
@@ -263,13 +311,14 @@ def test_ddp_transfer_pretrains_its_base_then_trains_on_it(synthetic_data_dir: s
     The group must outlive the first run: ended there, the barrier had nothing to wait on and rank 1 could
     build `transfer` before its base existed.
     """
-    result = run_train("--model", "transfer", *tiny(synthetic_data_dir, tmp_path),
+    result = run_train("--model", "transfer", *tiny(synthetic_data_dir, tmp_path, *WHOLE_EVAL),
                        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
                        timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "mnist_pretrain").is_dir()
     metrics = metrics_of(tmp_path, "transfer")
-    assert metrics["world_size"] == 2 and metrics["test_acc"] is not None
+    assert metrics["world_size"] == 2
+    assert_scores_are_its_checkpoints(tmp_path / "transfer" / "version_0", metrics, synthetic_data_dir)
 
 
 def test_appended_callbacks_join_the_configs_own() -> None:
