@@ -1,13 +1,14 @@
 """What each trick of the 91% speedrun recipe buys: the recipe as shipped against one change at a time.
 
-Every variant is ``configs/speedrun.yaml`` plus one set of ``train.py fit`` settings, run as a fresh process for
+Every variant is the recipe (``configs/speedrun.yaml``; ``--recipe`` for another) plus one set of ``train.py fit`` settings, run as a fresh process for
 each seed and timed like ``benchmarks/time_to_accuracy.py`` times it (process start to test score). The table
 shows validation accuracy (what the recipe was chosen on) next to test accuracy and seconds, mean over seeds.
 
     python benchmarks/speedrun_ablation.py --seeds 2                  # every variant (about 10 minutes)
-    python benchmarks/speedrun_ablation.py --seeds 2 --only recipe no-bf16
+    python benchmarks/speedrun_ablation.py --seeds 2 --only recipe float32
+    python benchmarks/speedrun_ablation.py --seeds 2 --recipe configs/speedrun-93.yaml --only recipe muon tta-shift
 
-Records go to ``docs/results/benchmarks/speedrun_ablation-<date>.json``.
+Records go to ``docs/results/benchmarks/speedrun_ablation-<recipe>-<date>.json``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from time_to_accuracy import ROOT, RunRecord, load_average, machine, run_timed, 
 RECIPE = "configs/speedrun.yaml"
 EMA = '[{"class_path": "fmnist.training.weight_averaging.BatchNormEMA", "init_args": {"decay": 0.98, "warmup": true}}]'
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "recipe": ("configs/speedrun.yaml as shipped", []),
+    "recipe": ("the recipe as shipped", []),
     "conv-stem": ("trained conv stem instead of the frozen patch whitening",
                   ["--model.model_kwargs", '{"stem": "conv"}']),
-    "no-bf16": ("fp32 instead of bf16 autocast", ["--trainer.precision", "32-true"]),
+    "float32": ("float32 (the default where the CPU lacks native bf16)", ["--trainer.precision", "32-true"]),
+    "bf16": ("bf16 autocast (the default where the CPU has native bf16)", ["--trainer.precision", "bf16-mixed"]),
     "no-flip-tta": ("no flip test-time augmentation", ["--model.flip_tta", "false"]),
     "no-augment": ("no random flips in training (and no flip TTA)",
                    ["--data.augment.enabled", "false", "--model.flip_tta", "false"]),
@@ -39,6 +41,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "batch-512": ("batch 512 instead of 256", ["--data.batch_size", "512"]),
     "ema": ("+ EMA of the weights (decay 0.98)", ["--trainer.callbacks", EMA]),
     "translate": ("+ random shifts of up to 2 pixels", ["--data.augment.translate", "0.07", "--data.augment.fill_mode", "constant"]),
+    "muon": ("Muon for the convolution filters (Nesterov SGD for the rest)",
+             ["--model.optimizer", "muon"]),
+    "tta-shift": ("+ translated test-time views (1 pixel, x3 with flip TTA: x6)", ["--model.tta_shift", "1"]),
+    "label-smoothing-0.2": ("label smoothing 0.2 instead of 0.1", ["--model.label_smoothing", "0.2"]),
     "2-epochs": ("2 epochs instead of 3", ["--trainer.max_epochs", "2"]),
     "4-epochs": ("4 epochs instead of 3", ["--trainer.max_epochs", "4"]),
 }
@@ -47,6 +53,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=2, help="seeds per variant (42, 43, ...)")
+    parser.add_argument("--recipe", default=RECIPE, help="the config every variant starts from (default: %(default)s)")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--logdir", default="lightning_logs/speedrun_ablation")
     parser.add_argument("--out", default=None, help="JSON record (default: docs/results/benchmarks/...; '-': none)")
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(42, 42 + args.seeds):
         for name in args.only:
             version = f"{stamp}-seed{seed}"
-            record = RunRecord(name, RECIPE, seed, train_command(RECIPE, seed, logdir, name, version,
+            record = RunRecord(name, args.recipe, seed, train_command(args.recipe, seed, logdir, name, version,
                                                                  VARIANTS[name][1]), str(logdir / name / version))
             run_timed(record, dict(os.environ))
             status = (f"val {record.val_acc:.4f} test {record.test_acc:.4f}, process {record.process_seconds:.1f} s"
@@ -98,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average: {load_start} at the start, {load_average()} at the end")
     if args.out != "-":
         out = Path(args.out) if args.out else ROOT / "docs" / "results" / "benchmarks" / \
-            f"speedrun_ablation-{time.strftime('%Y-%m-%d')}.json"
+            f"speedrun_ablation-{Path(args.recipe).stem}-{time.strftime('%Y-%m-%d')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
-            "benchmark": "speedrun_ablation", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "benchmark": "speedrun_ablation", "recipe": args.recipe, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": round(time.time() - started, 1), "machine": machine(), "load_average_start": load_start,
             "load_average_end": load_average(), "rows": rows, "runs": [asdict(r) for r in records]}, indent=2) + "\n")
         print(f"wrote {out}")

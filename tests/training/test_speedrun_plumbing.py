@@ -17,6 +17,7 @@ from fmnist.evaluation.predict import evaluate
 from fmnist.serialization import read_checkpoint
 from fmnist.training import fit
 from fmnist.training.api import Run
+from fmnist.training.precision import default_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
@@ -44,14 +45,16 @@ def test_recipe_trains_and_tests_its_last_epoch_through_the_stack(speedrun_run: 
     # No validation inside the fit (check_val_every_n_epoch > epochs), yet the last epoch is kept and scored.
     assert metrics["best_epoch"] == 2 and metrics["test_acc"] > 0.5  # val_acc: rescored below
     config = yaml.safe_load((speedrun_run.dir / "config.yaml").read_text())
-    assert config["trainer"]["precision"] == "bf16-mixed" and config["model"]["flip_tta"] is True
+    # The recipe sets no precision: the run gets the machine's training default, written out in its config.yaml.
+    assert config["trainer"]["precision"] == default_precision(trains_on_cpu=True)
+    assert config["model"]["flip_tta"] is True
     state = read_checkpoint(speedrun_run.checkpoint)["state_dict"]
     assert bool(state["model.features.stem.fitted"])  # the whitening stem was fitted and saved
     assert state["model.features.stem.weight"].abs().sum() > 0
 
 
 def test_evaluator_rescores_the_checkpoint_as_the_run_tested_it(speedrun_run: Run, synthetic_data_dir: str) -> None:
-    """The evaluator loads the checkpoint in the run's own precision (bf16 autocast) with its flip TTA, so it
+    """The evaluator loads the checkpoint in the run's own precision (the machine default) with its flip TTA, so it
     reproduces the run's test score: the same predictions on all 100 images (the 1e-6 covers float32 rounding
     of the logged mean, not a single image, which would be 0.01)."""
     predictions = evaluate(speedrun_run, "fashion", "test", data_dir=synthetic_data_dir)
@@ -132,15 +135,19 @@ def test_benchmark_time_to_target_and_summary(tmp_path: Path) -> None:
 
 def test_benchmark_end_to_end_on_synthetic_data(synthetic_data_dir: str, tmp_path: Path) -> None:
     """One speedrun seed (on training + validation images) and one (2-epoch) deep baseline (on its training split),
-    each a real train.py process; the record is written and says what was trained on."""
+    each a real train.py process; the record is written and says what was trained on, and the speedrun run is a
+    record of the results ledger given (never the repository's own: a test writes only to its temporary folder)."""
     bench = _benchmark()
     out = tmp_path / "record.json"
     code = bench.main(["--targets", "91", "--seeds", "1", "--baselines", "deep", "--data-dir", synthetic_data_dir,
                        "--set", "trainer.max_epochs=2", "--set", "data.batch_size=64",
                        "--set", "trainer.limit_train_batches=3", "--set", "trainer.enable_model_summary=false",
-                       "--train-on-validation", "--logdir", str(tmp_path / "runs"), "--out", str(out)])
+                       "--train-on-validation", "--logdir", str(tmp_path / "runs"), "--out", str(out),
+                       "--ledger", str(tmp_path / "results")])
     assert code == 0
     record = json.loads(out.read_text())
+    ledger_record = json.loads((tmp_path / "results/speed/speedrun/s42-all.cpu.json").read_text())
+    assert ledger_record["kind"] == "time_to_accuracy" and ledger_record["metrics"]["target"] == 0.91
     assert record["train_images"] == bench.TRAIN_IMAGES_ALL
     n_train = {r["label"]: json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["n_train"]
                for r in record["runs"]}
@@ -166,7 +173,7 @@ def _ablation():
         sys.path.remove(str(ROOT / "benchmarks"))
 
 
-@pytest.mark.parametrize("variant", ["conv-stem", "no-bf16", "no-augment", "adamw", "ema", "translate"])
+@pytest.mark.parametrize("variant", ["conv-stem", "float32", "bf16", "no-augment", "adamw", "ema", "translate", "muon", "tta-shift"])
 def test_every_ablation_variant_is_a_valid_train_command(variant: str, capsys: pytest.CaptureFixture) -> None:
     """Each variant's settings parse on top of the recipe (a typo would cost a 10-minute benchmark run)."""
     from fmnist.training.cli import main as train_main
@@ -176,9 +183,11 @@ def test_every_ablation_variant_is_a_valid_train_command(variant: str, capsys: p
         train_main(["fit", "--config", str(ROOT / "configs" / "speedrun.yaml"), *settings, "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    where = {"conv-stem": lambda c: c["model"]["model_kwargs"], "no-bf16": lambda c: c["trainer"]["precision"],
+    where = {"conv-stem": lambda c: c["model"]["model_kwargs"], "float32": lambda c: c["trainer"]["precision"],
+             "bf16": lambda c: c["trainer"]["precision"], "muon": lambda c: c["model"]["optimizer"],
+             "tta-shift": lambda c: c["model"]["tta_shift"],
              "no-augment": lambda c: c["data"]["augment"]["enabled"], "adamw": lambda c: c["model"]["optimizer"],
              "ema": lambda c: c["trainer"]["callbacks"][0]["class_path"], "translate": lambda c: c["data"]["augment"]["translate"]}
-    expected = {"conv-stem": {"stem": "conv"}, "no-bf16": "32-true", "no-augment": False, "adamw": "adamw",
+    expected = {"conv-stem": {"stem": "conv"}, "float32": "32-true", "bf16": "bf16-mixed", "muon": "muon", "tta-shift": 1, "no-augment": False, "adamw": "adamw",
                 "ema": "fmnist.training.weight_averaging.BatchNormEMA", "translate": 0.07}
     assert where[variant](printed) == expected[variant]
