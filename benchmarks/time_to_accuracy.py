@@ -51,6 +51,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {91: "configs/speedrun.yaml", 93: "configs/speedrun-93.yaml", 94: "configs/speedrun-94.yaml"}
+# Issue 32's goals: process wall seconds (start to test score, mean over seeds) within which each target counts as met.
+GOAL_SECONDS = {91: 12.0, 93: 120.0, 94: 300.0, 95: 1800.0}
 BASELINES = {"deep": "configs/deep.yaml", "vggbn": "configs/vggbn.yaml"}
 EPOCH_FILE = re.compile(r"epoch=(\d+)\.ckpt$")
 TRAIN_ON_VALIDATION = "fmnist.sweep.callbacks.TrainOnValidation"
@@ -187,6 +189,7 @@ def summarize_target(target: int, runs: list[RunRecord], baselines: dict[str, li
         "failed_seeds": [r.seed for r in runs if r.test_acc is None],
         "test_acc_mean": acc_mean, "test_acc_std": acc_std, "test_acc_min": min((r.test_acc for r in done), default=None),
         "reached": acc_mean is not None and acc_mean >= target / 100,
+        "goal_seconds": GOAL_SECONDS.get(target),
         "process_seconds_mean": process_mean, "process_seconds_std": process_std,
         "fit_seconds_mean": fit_mean, "loop_seconds_mean": loop_mean,
         "epochs": sorted({r.epochs for r in done if r.epochs is not None}),
@@ -201,6 +204,8 @@ def summarize_target(target: int, runs: list[RunRecord], baselines: dict[str, li
         if reached and process_mean is not None:
             entry["ratio"] = process_mean / entry["seconds_to_target"]
         row["baselines"][name] = entry
+    row["goal_met"] = bool(row["reached"] and row["goal_seconds"] is not None and process_mean is not None
+                           and process_mean <= row["goal_seconds"])
     return row
 
 
@@ -210,7 +215,8 @@ def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
 
 def table(rows: list[dict[str, Any]], baseline_names: list[str]) -> str:
     """The per-target summary as a Markdown table."""
-    head = ["target", "recipe", "seeds", "test acc (mean ± std)", "reached", "wall s (process)", "training loop s"]
+    head = ["target", "recipe", "seeds", "test acc (mean ± std)", "reached", "wall s (process)", "training loop s",
+            "goal s", "goal met"]
     for name in baseline_names:
         head += [f"{name}: s to target", f"speedrun / {name}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -221,7 +227,8 @@ def table(rows: list[dict[str, Any]], baseline_names: list[str]) -> str:
                  "yes" if row["reached"] else "no",
                  _fmt(row["process_seconds_mean"], ".1f") + (f" ± {row['process_seconds_std']:.1f}"
                                                             if row["process_seconds_std"] else ""),
-                 _fmt(row["loop_seconds_mean"], ".1f")]
+                 _fmt(row["loop_seconds_mean"], ".1f"), _fmt(row.get("goal_seconds"), ".0f"),
+                 "**yes**" if row.get("goal_met") else "no"]
         for name in baseline_names:
             entry = row["baselines"].get(name, {})
             if entry.get("seconds_to_target") is not None:
@@ -365,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from fmnist.runs import git_commit
+
+    seeds = sorted({r.seed for group, records in results.items() if group.startswith("target") for r in records})
+    print(f"commit {git_commit()}, {machine()['cpu']} ({machine()['cores']} cores), seeds {seeds}, "
+          f"{TRAIN_IMAGES_ALL if args.train_on_validation else TRAIN_IMAGES_DEFAULT}")
 
     document = {
         "benchmark": "time_to_accuracy", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
