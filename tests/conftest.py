@@ -50,6 +50,14 @@ from fmnist.training.module import Classifier
 
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 600, 100
 
+# -- two workers on two cores ----------------------------------------------------------------------------
+# pytest-xdist runs the suite in two processes (pyproject's addopts): each of them, and every training process a
+# test starts, computes on one thread. Two processes of two OpenMP threads each on two cores stall each other at
+# every barrier (about ten times slower per step, measured on this project's machine).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 # -- CI runs everything ------------------------------------------------------------------------------
 ON_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 # Reasons a test may still skip on CI: hardware that CI machines do not have.

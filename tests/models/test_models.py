@@ -10,6 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
+from fmnist.catalog import model_info, models_table
 from fmnist.errors import FmnistError
 from fmnist.models import (
     classic,
@@ -79,12 +80,14 @@ def test_parameter_counts(name: str) -> None:
 
 
 def test_documented_counts_are_the_hand_counts() -> None:
-    """docs/models.md's table and the registry's descriptions quote the counts a user reads: they must agree."""
+    """docs/models.md's table and the catalog (``fmnist models``) quote the counts a user reads: they must agree."""
     table = (ROOT / "docs" / "models.md").read_text()
     for name, count in (("cnn", CNN), ("cnn1", CNN1), ("vggbn", VGGBN)):
         assert re.search(rf"^\| `{name}` \| [^|]+ \| {count:,} \|", table, flags=re.M), name
-    for name, count in (("vggbn", VGGBN), ("speedrun", SPEEDRUN)):
-        assert f"({count:,} params)" in get_spec(name).description, name
+    listing = models_table()
+    for name, count in (("cnn", CNN), ("cnn1", CNN1), ("vggbn", VGGBN), ("speedrun", SPEEDRUN)):
+        assert model_info(name).params == count, name
+        assert re.search(rf"^{name} +{count:,} ", listing, flags=re.M), name
 
 
 # name -> (class of the layer explanations attach to, its output [channels, grid]): the last layer whose grid is

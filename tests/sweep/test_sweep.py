@@ -117,6 +117,7 @@ def test_pruning_stops_a_trial_with_an_absurd_learning_rate(write_sweep, sweep_d
     assert "pruned after epoch" in result.report["markdown"].read_text()
 
 
+@pytest.mark.slow  # the same two-worker guarantee runs by default through the CLI (test_cli_two_workers...) and on PostgreSQL
 def test_two_workers_share_one_study_without_losing_or_duplicating_trials(write_sweep, sweep_dirs) -> None:
     sweep = make_sweep(load_sweep(write_sweep(trials=4)), **sweep_dirs)
     result = run_sweep(sweep, workers=2)

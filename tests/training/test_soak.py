@@ -25,7 +25,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--model", "deep", "--data.batch_size", "16", "--epochs", "3", "--data.augment", "true",
+ARGS = ["--model", "deep", "--data.batch_size", "16", "--epochs", "3", "--data.augment.enabled", "true",
         "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
         "--early_stopping.patience", "10", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false"]

@@ -138,6 +138,7 @@ def test_benchmark_time_to_target_and_summary(tmp_path: Path) -> None:
     assert "not reached (best 91.50%)" in text
 
 
+@pytest.mark.slow  # real train.py processes; the summary and table are tested by default without training
 def test_benchmark_end_to_end_on_synthetic_data(synthetic_data_dir: str, tmp_path: Path) -> None:
     """One speedrun seed (on training + validation images) and one (2-epoch) deep baseline (on its training split),
     each a real train.py process; the record is written and says what was trained on, and the speedrun run is a

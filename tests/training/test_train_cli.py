@@ -305,6 +305,7 @@ def test_ddp_on_cpu_with_two_processes(synthetic_data_dir: str, tmp_path: Path) 
     assert_scores_are_its_checkpoints(tmp_path / "scratch" / "version_0", metrics, synthetic_data_dir)
 
 
+@pytest.mark.slow  # DDP itself runs by default (test_ddp_on_cpu_with_two_processes); this adds the transfer base on top
 def test_ddp_transfer_pretrains_its_base_then_trains_on_it(synthetic_data_dir: str, tmp_path: Path) -> None:
     """Two runs in one process group: rank 0 writes the MNIST base, both ranks meet at a barrier, then read it.
 
