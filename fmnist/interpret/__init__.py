@@ -1,6 +1,6 @@
 """Explanations: Grad-CAM and the methods experts compare it with (Captum), their checks, figures and commands."""
 
-from fmnist.interpret.figures import Explained, explained_items, save_figure, save_grid
+from fmnist.figures.explanations import Explained, explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import GradCamResult, attribute, explain, grad_cam
 from fmnist.interpret.layers import conv_layers, default_layer, resolve_layer
 from fmnist.interpret.measures import mass_in, summarize_maps

@@ -21,7 +21,6 @@ Labelled inputs (class-named sub-folders, ``labels.csv`` / ``file,label`` CSV, I
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,13 +33,13 @@ import torch
 from fmnist.data.augment import settings_from_hparams
 from fmnist.errors import FmnistError
 from fmnist.evaluation.report import write_report
+from fmnist.figures.explanations import explained_items, save_figure, save_grid
+from fmnist.figures.photos import StepsSample
 from fmnist.files import save_figure_atomic, write_json_atomic
-from fmnist.interpret.figures import explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
 from fmnist.outputs import check_output, mark_output
 from fmnist.photos.fetch import BoundedCache
-from fmnist.photos.figure import StepsSample
 from fmnist.photos.iiif import (
     DEFAULT_MAX_JSON_BYTES,
     IIIFError,
@@ -103,48 +102,6 @@ class PhotoResult:
     input: Preprocessed
     probs: np.ndarray | None = None  # [C]
     input_png: Path | None = None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py predict",
-        description="Classify photos (files, folders, file,label CSVs, http(s) URLs, IIIF manifests) with a trained "
-                    "model; labelled sets get accuracy, a confusion matrix and the evaluation report.")
-    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT", help="run folder or .ckpt file")
-    parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL",
-                        help="image files, folders (class-named sub-folders or labels.csv = labelled), "
-                             "file,label CSVs, http(s) URLs, IIIF manifests (.json or URL)")
-    parser.add_argument("--ensemble", nargs="+", default=[], metavar="RUN",
-                        help="more runs (e.g. other seeds of configs/photo.yaml) whose class probabilities are "
-                             "averaged with the first's: a small ensemble; --gradcam explains the first run")
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/photos or reports/photos/MODEL)")
-    parser.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=RECOMMENDED,
-                        help="fashion (default): GrabCut segmentation, then Fashion-MNIST's framing (bounding box, "
-                             "longest side 28, negate; no sharpening); ours: invert only on light backgrounds, crop to the "
-                             "garment, pad to square; plain: study B's grayscale + invert + LANCZOS resize")
-    parser.add_argument("--gradcam", action="store_true", help="also save a Grad-CAM figure per photo and a grid")
-    parser.add_argument("--annotations", nargs="+", default=[], metavar="LIST",
-                        help="extra IIIF annotation lists/pages (files or URLs) for the manifests given")
-    parser.add_argument("--write-annotations", action="store_true",
-                        help="write predictions back as a IIIF annotation list per manifest (under OUT/iiif/)")
-    parser.add_argument("--top", type=int, default=3, help="classes shown per photo (default 3)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds per URL: one deadline for connecting, headers, body and redirects (default 15)")
-    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="size cap per file or download")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb guard")
-    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
-                        help=f"photos used per folder, CSV or IIIF manifest (default {DEFAULT_MAX_IMAGES}); "
-                             f"the rest are skipped with a warning")
-    parser.add_argument("--max-json-bytes", type=int, default=DEFAULT_MAX_JSON_BYTES,
-                        help="size cap per IIIF manifest or annotation list (default 16 MiB)")
-    parser.add_argument("--allow-private-hosts", action="store_true",
-                        help="let URLs (and their redirects) reach loopback, private and link-local addresses; "
-                             "by default only public internet hosts are contacted")
-    parser.add_argument("--allow-outside-csv", action="store_true",
-                        help="let a file,label CSV name files outside its own folder (absolute paths, ../); by "
-                             "default such rows are refused, so a CSV cannot make the report read any file")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    return parser
 
 
 def _say(problem: InputProblem | str, message: str | None = None) -> None:
@@ -517,21 +474,3 @@ def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, ou
             _say("--write-annotations", "warning: no IIIF manifest among the inputs; nothing written.")
         written = write_annotations(manifests, results, names, model_name, out)
     return PhotoRun(out, results, summary, failures, writer.csv_path, written)
-
-
-def cli_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    options = PhotoOptions(preprocess=args.preprocess, annotations=tuple(args.annotations), timeout=args.timeout,
-                           max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_images=args.max_images,
-                           max_json_bytes=args.max_json_bytes, allow_private_hosts=args.allow_private_hosts,
-                           allow_outside_csv=args.allow_outside_csv)
-    run = predict_photos([args.checkpoint, *args.ensemble], args.inputs, out=args.out, options=options,
-                         gradcam=args.gradcam, write_iiif=args.write_annotations, top=args.top, device=args.device,
-                         show=True)
-    for path in run.annotations:
-        print(f"IIIF annotations: {path}")
-    print(f"predictions: {run.csv_path}; model inputs: {run.out / 'inputs'}" + (f"; Grad-CAM: {run.out / 'gradcam'}"
-                                                                               if args.gradcam else ""))
-    if run.failures:
-        print(f"{run.failures} input(s) could not be used (see the lines above).", file=sys.stderr)
-    return 1 if run.failures else 0

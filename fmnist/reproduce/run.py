@@ -26,9 +26,9 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation.ensemble import evaluate_ensemble
 from fmnist.evaluation.predict import predict_baseline, predict_checkpoint
 from fmnist.evaluation.report import write_report
+from fmnist.figures.explanations import explained_items, save_grid
 from fmnist.files import write_bytes_atomic, write_json_atomic
 from fmnist.interpret.check import run_checks
-from fmnist.interpret.figures import explained_items, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
 from fmnist.interpret.selection import default_selection
@@ -411,6 +411,8 @@ PIECES: dict[str, Callable[[Context, Experiment], None]] = {
 
 def command_line() -> str | None:
     """The command that is running, as a user would retype it (None when called from Python)."""
+    if sys.argv[1:2] == ["reproduce"]:  # fmnist reproduce (or python -m fmnist.commands reproduce)
+        return "fmnist " + " ".join(sys.argv[1:])
     if Path(sys.argv[0]).name in ("__main__.py", "reproduce.py") or sys.argv[0].endswith("fmnist.reproduce"):
         return "python -m fmnist.reproduce " + " ".join(sys.argv[1:])
     return None

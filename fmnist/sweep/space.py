@@ -11,7 +11,6 @@ addresses a list element, e.g. ``trainer.callbacks.0.init_args.decay`` (the firs
 
 from __future__ import annotations
 
-import argparse
 import copy
 import inspect
 import json
@@ -25,6 +24,7 @@ from typing import Any
 
 import optuna
 import yaml
+from jsonargparse import ArgumentError  # what LightningCLI raises for a config it cannot parse
 
 from fmnist.errors import FmnistError
 from fmnist.serialization import read_text_capped
@@ -398,7 +398,7 @@ def check_config(config: dict[str, Any]) -> str | None:
         logger.setLevel(logging.WARNING)
     try:
         FmnistCLI(args=copy.deepcopy(config), run=False, parser_kwargs={"default_env": False, "exit_on_error": False})
-    except (argparse.ArgumentError, FmnistError, TypeError, ValueError) as exc:
+    except (ArgumentError, FmnistError, TypeError, ValueError) as exc:
         return _first_line(exc)
     finally:
         for logger, level in zip(quiet, levels, strict=True):

@@ -32,12 +32,13 @@ from test_photos import bag_photo, checkpoint, save, trousers_photo  # noqa: F40
 import fmnist.photos.fetch as fetch_module
 import fmnist.photos.inputs as inputs_module
 import fmnist.photos.predict as predict_module
-from fmnist.cli import main
+from fmnist.commands.options.predict import build_parser
+from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch
 from fmnist.photos.iiif import MAX_JSON_DEPTH, IIIFError, manifest_sources, read_manifest
 from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url
-from fmnist.photos.predict import build_parser, classify, iter_loaded
+from fmnist.photos.predict import classify, iter_loaded
 
 PUBLIC = ip_address("93.184.215.14")  # a global unicast address; never contacted, the connector maps it
 PNG_BYTES = io.BytesIO()

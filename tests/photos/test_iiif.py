@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_photos import bag_photo, checkpoint, http_server, jpeg_bytes, save, trousers_photo  # noqa: F401 (fixtures)
 
-from fmnist.cli import main
+from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.photos.iiif import (
     IIIFError,
