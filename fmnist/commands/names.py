@@ -31,5 +31,5 @@ PHOTO_TIMEOUT = 15.0  # fmnist.photos.fetch.DEFAULT_TIMEOUT
 PHOTO_MAX_BYTES = 25 * 2**20  # fmnist.photos.fetch.DEFAULT_MAX_BYTES
 PHOTO_MAX_PIXELS = 64_000_000  # fmnist.photos.inputs.DEFAULT_MAX_PIXELS
 PHOTO_MAX_IMAGES = 1000  # fmnist.photos.inputs.DEFAULT_MAX_IMAGES
-IIIF_MAX_JSON_BYTES = 16 * 2**20  # fmnist.photos.iiif.DEFAULT_MAX_JSON_BYTES
+IIIF_MAX_JSON_BYTES = 16 * 2**20  # fmnist.photos.iiif_json.DEFAULT_MAX_JSON_BYTES
 SWEEP_HEARTBEAT = 60  # fmnist.sweep.storage.DEFAULT_HEARTBEAT

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmnist.photos.predict import PhotoOptions, predict_photos
+from fmnist.photos.predict import predict_photos
+from fmnist.photos.stream import PhotoOptions
 
 
 def run(args: argparse.Namespace) -> int:

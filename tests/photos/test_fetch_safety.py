@@ -36,9 +36,11 @@ from fmnist.commands.options.predict import build_parser
 from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch
-from fmnist.photos.iiif import MAX_JSON_DEPTH, IIIFError, manifest_sources, read_manifest
+from fmnist.photos.iiif import manifest_sources, read_manifest
+from fmnist.photos.iiif_json import MAX_JSON_DEPTH, IIIFError
 from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url
-from fmnist.photos.predict import classify, iter_loaded
+from fmnist.photos.predict import classify
+from fmnist.photos.stream import iter_loaded
 
 PUBLIC = ip_address("93.184.215.14")  # a global unicast address; never contacted, the connector maps it
 PNG_BYTES = io.BytesIO()
