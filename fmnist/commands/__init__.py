@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -31,13 +30,19 @@ from fmnist.errors import FmnistError
 from fmnist.files import NO_SPACE, disk_error
 
 
-@dataclass(frozen=True)
 class Verb:
-    """One verb of ``fmnist``: its name, the stem of its two modules, and the line ``fmnist --help`` shows."""
+    """One verb of ``fmnist``: its name, the stem of its two modules, and the line ``fmnist --help`` shows.
 
-    name: str
-    module: str
-    summary: str
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` (tens of ms), paid by every ``--help``.
+    """
+
+    __slots__ = ("name", "module", "summary")
+
+    def __init__(self, name: str, module: str, summary: str) -> None:
+        self.name, self.module, self.summary = name, module, summary
+
+    def __repr__(self) -> str:
+        return f"Verb({self.name!r}, {self.module!r}, {self.summary!r})"
 
     @property
     def options(self) -> str:
