@@ -101,7 +101,7 @@ def commit() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="fresh processes per command (default 5)")
-    parser.add_argument("--data-dir", default=os.environ.get("FMNIST_DATA_DIR"), help="dataset root for the speedrun")
+    parser.add_argument("--data-dir", default=None, help="dataset root for the speedrun (default: the usual search order)")
     parser.add_argument("--no-train", action="store_true", help="skip the start-to-first-step measurement")
     parser.add_argument("--importtime", action="store_true", help="also list the train verb's slowest imports")
     args = parser.parse_args()
