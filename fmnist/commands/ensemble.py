@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from fmnist.data.sources import DATASETS
+from fmnist.errors import FmnistError
 from fmnist.evaluation.ensemble import evaluate_ensemble, print_members
 from fmnist.terminal import console
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset is not None and args.dataset not in DATASETS:
+        raise FmnistError(f"--dataset {args.dataset!r} is not a dataset; choose one of: {', '.join(DATASETS)}.")
     summary = evaluate_ensemble(
         args.targets, out=args.out, dataset=args.dataset,
         corrupted=None if args.corrupted == "none" else args.corrupted, corruption_seed=args.corruption_seed,

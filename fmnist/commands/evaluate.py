@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fmnist.commands.values import parse_params
 from fmnist.data.corrupted_sets import CORRUPTED_SETS
+from fmnist.data.sources import DATASETS
 from fmnist.errors import FmnistError
 from fmnist.evaluation import robustness as R
 from fmnist.evaluation.calibration import apply_temperature, load_temperature
@@ -26,6 +27,9 @@ from fmnist.terminal import console
 
 def check(args: argparse.Namespace) -> None:
     """Combinations argparse cannot refuse on its own: one sentence each."""
+    if args.dataset is not None and args.dataset not in (*DATASETS, *CORRUPTED_SETS):
+        raise FmnistError(f"--dataset {args.dataset!r} is not a dataset; choose one of: "
+                          f"{', '.join((*DATASETS, *CORRUPTED_SETS))}.")
     if args.target and args.baseline:
         raise FmnistError("give either a run folder/checkpoint or --baseline NAME, not both.")
     if not args.target and not args.baseline:

@@ -9,10 +9,12 @@ from rich.table import Table
 
 from fmnist.data.sources import DATASETS, SPLIT_FILES, load_dataset
 from fmnist.data.stats import split_stats
-from fmnist.errors import DataNotFoundError
+from fmnist.errors import DataNotFoundError, FmnistError
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset != "all" and args.dataset not in DATASETS:
+        raise FmnistError(f"--dataset {args.dataset!r} is not a dataset; choose one of: {', '.join(DATASETS)}, all.")
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
     console = Console()
     shown = 0

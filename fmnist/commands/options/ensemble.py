@@ -15,8 +15,8 @@ def build_parser(prog: str = "fmnist ensemble") -> argparse.ArgumentParser:
         epilog="example: evaluate.py ensemble lightning_logs/deep/version_0 lightning_logs/deep/version_1 "
                "lightning_logs/deep/version_2 --ood mnist noise")
     parser.add_argument("targets", nargs="+", metavar="RUN_OR_BASELINE", help="run folders, .ckpt files or baselines")
-    parser.add_argument("--dataset", choices=N.DATASETS, default=None,
-                        help="clean test set (default: the members' own)")
+    parser.add_argument("--dataset", metavar="DATASET", default=None,  # checked against the live registry
+                        help=f"clean test set: {', '.join(N.DATASETS)} or a registered one (default: the members' own)")
     parser.add_argument("--corrupted", choices=(*N.CORRUPTED_SETS, "none"), default="fashion-c",
                         help="corrupted test set for corruption accuracy (default fashion-c; none = skip)")
     parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the corrupted set (default 0)")

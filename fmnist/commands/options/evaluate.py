@@ -19,8 +19,10 @@ def build_parser(prog: str = "fmnist evaluate") -> argparse.ArgumentParser:
     parser.add_argument("target", nargs="?", metavar="RUN_DIR_OR_CKPT",
                         help="a training run folder (lightning_logs/<name>/version_k) or a .ckpt file")
     parser.add_argument("--baseline", metavar="NAME", help="logreg, svm, rf, knn or mlp instead of a checkpoint")
-    parser.add_argument("--dataset", choices=(*N.DATASETS, *N.CORRUPTED_SETS), default=None,
-                        help="data to evaluate on (default: the model's own; `mnist` = study B's cross-dataset test; "
+    parser.add_argument("--dataset", metavar="DATASET", default=None,  # checked against the live registry
+
+                        help=f"data to evaluate on: {', '.join((*N.DATASETS, *N.CORRUPTED_SETS))} or a registered one "
+                             "(default: the model's own; `mnist` = study B's cross-dataset test; "
                              "`fashion-c` = accuracy under each corruption, mean and mCE)")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="test set (default) or the run's stratified validation split")
