@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Evaluate, compare and explain models: see ``python evaluate.py --help``."""
+"""Evaluate, compare and explain models: see ``python evaluate.py --help`` (the same verbs as ``fmnist``)."""
 
 import sys
 
-from fmnist.cli import main
+from fmnist.commands.shims import evaluate_py
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(evaluate_py())

@@ -72,10 +72,10 @@ def list_models(pattern: str = "*") -> list[str]:
     return [name for name in CATALOG if fnmatch.fnmatch(name, pattern)]
 
 
-def models_table() -> str:
-    """Name, trainable parameters, input shape, source and description of every model."""
+def models_table(pattern: str = "*") -> str:
+    """Name, trainable parameters, input shape, source and description of every model (matching ``pattern``)."""
     rows = [("name", "trainable params", "input", "source", "description")]
-    for info in CATALOG.values():
+    for info in (CATALOG[name] for name in list_models(pattern)):
         params = f"{info.params:,}" if info.params is not None else "?"
         rows.append((info.name, params, f"{info.channels}x{info.input_size}x{info.input_size}", info.source,
                      info.description))

@@ -3,7 +3,7 @@
 A ``.ckpt`` is a pickle and so was the scikit-learn cache (joblib): unpickling a crafted file runs
 whatever it names. Every checkpoint here is read with ``torch.load(..., weights_only=True)`` (tensors
 and plain containers only) and every fitted estimator with ``skops.io`` behind an explicit list of
-the types that estimator needs. A file that needs more is refused with one sentence, never loaded.
+the types that estimator needs (:mod:`fmnist.baselines.estimator_files`, so training never imports skops). A file that needs more is refused with one sentence, never loaded.
 
 The JSON and YAML files fmnist reads back (metrics.json, reports, configs, sweep files) are small; one
 that is larger than :data:`MAX_TEXT_BYTES` was not written by fmnist, and it is refused from its size,
@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
 import torch
 
 from fmnist.errors import FmnistError
-from fmnist.files import write_atomic
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 MAX_TEXT_BYTES = 16 * 2**20  # a metrics.json is a few KB, a report's a few hundred; configs smaller still
@@ -104,25 +101,3 @@ def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any]) -
         if names:
             parts.append(f"{len(names)} {label} (e.g. {', '.join(names[:2])})")
     return "; ".join(parts)
-
-
-def save_estimator(estimator: Any, path: str | Path) -> None:
-    """Write a fitted scikit-learn estimator in skops format (loading it cannot run code), atomically."""
-    write_atomic(path, lambda handle: sio.dump(estimator, handle))
-
-
-def load_estimator(path: str | Path, trusted: Iterable[str] = ()) -> Any:
-    """A skops file's estimator, provided every type it needs is skops-safe or listed in ``trusted``."""
-    path = Path(path)
-    try:
-        needed = set(sio.get_untrusted_types(file=path))
-    except Exception as exc:  # noqa: BLE001 -- any unreadable file is one message
-        raise FmnistError(f"{path} is not a readable skops file ({type(exc).__name__}); delete it to refit.") from None
-    refused = sorted(needed - set(trusted))
-    if refused:
-        raise FmnistError(f"refusing to load {path}: it asks for types this baseline never needs "
-                          f"({', '.join(refused)}); delete the file to refit.")
-    try:
-        return sio.load(path, trusted=sorted(needed))
-    except Exception as exc:  # noqa: BLE001
-        raise FmnistError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); delete it to refit.") from None

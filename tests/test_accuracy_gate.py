@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import real_photos_dir
 
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.evaluation.predict import evaluate
 from fmnist.training import fit
 from fmnist.training.api import Run

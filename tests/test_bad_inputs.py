@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
+from fmnist.commands.shims import train_py as train_main
 from fmnist.errors import FmnistError
-from fmnist.training.cli import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "configs" / "deep.yaml")

@@ -1,4 +1,10 @@
-"""The package's layers hold: no import circle, no import hidden in a function, lower floors never import upper."""
+"""The package's layers hold: no import circle, no import hidden in a function, lower floors never import upper.
+
+The top floor is ``commands`` (the ``fmnist`` console script), the only part that parses a command line: only
+its modules import argparse. The one exception is LightningCLI (:mod:`fmnist.training.lightning_cli`), which
+parses its own line (jsonargparse) -- ``fmnist train fit ...`` hands it the line untouched. ``python -m``
+entry points (``__main__`` modules) are shims onto the verbs and so sit on the commands floor.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "fmnist"
 # floor of each top-level part: a module may import its own floor or lower ones only
 FLOORS = {"errors": 0, "files": 1, "serialization": 1, "terminal": 1, "page_script": 1, "studies": 1, "catalog": 1, "data": 2, "models": 2, "predictions": 2,
-          "runs": 2, "outputs": 2, "ledger": 2, "training": 3, "baselines": 3, "evaluation": 4, "interpret": 4, "photos": 5, "sweep": 5,
-          "reproduce": 6,
-          "cli": 7}
+          "runs": 2, "outputs": 2, "ledger": 2, "training": 3, "baselines": 3, "evaluation": 4, "interpret": 4, "figures": 4, "photos": 5,
+          "sweep": 5, "reproduce": 6, "commands": 7}
+# What a verb's options module may import: it must answer ``--help`` before any heavy library loads.
+LIGHT_FMNIST = {"fmnist.catalog", "fmnist.errors", "fmnist.files", "fmnist.commands", "fmnist.commands.names",
+                "fmnist.commands.values", "fmnist.commands.options.errors"}
+LIGHT_LIBRARIES = {"__future__", "argparse", "dataclasses", "pathlib", "re", "typing", "yaml", "ast"}
 
 
 def module_name(path: Path) -> str:
@@ -83,8 +92,8 @@ def test_no_import_circle() -> None:
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_imports_go_down_the_floors(name: str) -> None:
-    part = name.split(".")[1] if "." in name else "cli"
-    floor = FLOORS[part]
+    part = name.split(".")[1] if "." in name else "commands"
+    floor = FLOORS["commands"] if name.endswith(".__main__") else FLOORS[part]
     for target in graph()[name]:
         if target == "fmnist":
             continue
@@ -99,3 +108,32 @@ def test_models_know_no_lightning_and_data_knows_no_model() -> None:
             assert "import lightning" not in text and "from lightning" not in text, name
         if name.startswith("fmnist.data"):
             assert "fmnist.models" not in text and "fmnist.training" not in text, name
+
+
+def _imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_commands_parse_a_command_line() -> None:
+    """argparse is imported under fmnist/commands/ only (LightningCLI parses its own: no argparse import there)."""
+    parsers = sorted(name for name, path in MODULES.items()
+                     if "argparse" in _imported_names(path) and not name.startswith("fmnist.commands"))
+    assert parsers == []
+
+
+def test_options_modules_import_only_light_things() -> None:
+    """A verb's options module (and what it imports) loads in milliseconds: no torch, no domain module."""
+    for name, path in MODULES.items():
+        if name.startswith("fmnist.commands.options") or name in LIGHT_FMNIST - {"fmnist.catalog", "fmnist.errors", "fmnist.files"}:
+            imported = _imported_names(path)
+            fmnist = {m for m in imported if m.startswith("fmnist")}
+            others = {m.split(".")[0] for m in imported - fmnist}
+            assert fmnist <= LIGHT_FMNIST | {m for m in MODULES if m.startswith("fmnist.commands.options")}, name
+            assert others <= LIGHT_LIBRARIES | {"collections", "sys", "importlib", "signal", "threading", "types"}, \
+                (name, others - LIGHT_LIBRARIES)

@@ -41,6 +41,20 @@ def test_the_wheel_holds_every_recipe(wheel: Path) -> None:
     assert shipped and shipped <= names
 
 
+def test_the_wheel_installs_the_fmnist_console_script(wheel: Path, tmp_path: Path) -> None:
+    """entry_points.txt names fmnist.commands:main, and that entry point answers from the installed copy."""
+    archive = zipfile.ZipFile(wheel)
+    (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    text = archive.read(entry_points).decode()
+    assert "[console_scripts]" in text and "fmnist = fmnist.commands:main" in text
+    site = tmp_path / "site"
+    archive.extractall(site)
+    done = subprocess.run([sys.executable, "-c", "import sys; from fmnist.commands import main; sys.exit(main())",
+                           "--help"], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert done.returncode == 0 and "usage: fmnist VERB" in done.stdout, done.stderr[-2000:]
+
+
 def test_an_installed_wheel_resolves_the_same_recipes_as_the_clone(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

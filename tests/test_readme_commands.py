@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from fmnist.training.cli import parse_shorthand
+from fmnist.commands.options.train import parse_shorthand
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from sklearn.naive_bayes import GaussianNB
 from torch import nn
 
 from fmnist.baselines import BaselineSpec, register_baseline, unregister_baseline
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.data.sources import DatasetInfo, register_dataset, unregister_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation import evaluate

@@ -15,9 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from fmnist import baselines as B
-from fmnist.cli import main as evaluate_main
+from fmnist.baselines.estimator_files import load_estimator
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.errors import FmnistError
-from fmnist.serialization import load_estimator, read_checkpoint
+from fmnist.serialization import read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

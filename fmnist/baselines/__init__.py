@@ -22,7 +22,6 @@ from fmnist.baselines.registry import (
     BaselineSpec,
     build_estimator,
     get_baseline,
-    parse_params,
     register_baseline,
     resolve_params,
     set_n_jobs,
@@ -32,6 +31,6 @@ from fmnist.baselines.registry import (
 __all__ = [
     "ARTIFACTS_DIR", "BASELINES", "BASELINE_NAMES", "BaselineData", "BaselineSpec", "FittedBaseline", "baseline_data",
     "build_estimator", "cache_key", "data_fingerprint", "fit_or_load", "fit_temperature", "flatten", "get_baseline",
-    "load_fitted", "n_parameters", "parse_params", "predict_proba", "raw_scores", "register_baseline",
+    "load_fitted", "n_parameters", "predict_proba", "raw_scores", "register_baseline",
     "resolve_params", "save_fitted", "set_n_jobs", "unregister_baseline",
 ]

@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from fmnist.baselines.estimator_files import load_estimator, save_estimator
 from fmnist.baselines.registry import ARTIFACTS_DIR, BaselineSpec, build_estimator, get_baseline, set_n_jobs
 from fmnist.data.sources import load_dataset
 from fmnist.data.splits import stratified_split, stratified_subset
 from fmnist.errors import FmnistError
 from fmnist.files import write_json_atomic
-from fmnist.serialization import load_estimator, read_json_capped, save_estimator
+from fmnist.serialization import read_json_capped
 
 
 def flatten(images: Any) -> np.ndarray:

@@ -5,7 +5,6 @@ Adding a baseline is one :func:`register_baseline` call.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,21 +91,6 @@ def get_baseline(name: str) -> BaselineSpec:
         raise FmnistError(f"Unknown baseline {name!r}; choose one of: {', '.join(BASELINES)}.") from None
 
 
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["C=5", "gamma=auto", "hidden_layer_sizes=(256,128)"]`` -> ``{"C": 5, "gamma": "auto", ...}``."""
-    params: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise FmnistError(f"--param expects NAME=VALUE (e.g. --param C=5), got {pair!r}.")
-        try:
-            value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()  # a bare word such as auto, rbf or entropy
-        params[key.strip()] = value
-    return params
-
-
 def resolve_params(spec: BaselineSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults updated by ``overrides``; unknown parameter names are a user error, not a crash in fit."""
     overrides = dict(overrides or {})
@@ -149,4 +133,3 @@ def set_n_jobs(estimator: Any, n_jobs: int | None) -> None:
     for name in ("n_jobs", "estimator__n_jobs"):
         if name in estimator.get_params():
             estimator.set_params(**{name: n_jobs})
-

@@ -14,7 +14,6 @@ the global minimum of this convex-in-``1/T`` problem).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import time
@@ -25,12 +24,9 @@ import numpy as np
 
 from fmnist import baselines as B
 from fmnist.errors import FmnistError
-from fmnist.evaluation import plots as P
-from fmnist.evaluation.metrics import DEFAULT_BINS, calibration_bins, compute_metrics
-from fmnist.evaluation.predict import evaluate, safe_name
-from fmnist.evaluation.report import REPORTS_DIR
+from fmnist.evaluation.metrics import DEFAULT_BINS, compute_metrics
+from fmnist.evaluation.predict import evaluate
 from fmnist.files import write_json_atomic
-from fmnist.outputs import check_output, mark_output
 from fmnist.predictions import Predictions, json_default
 from fmnist.serialization import read_json_capped
 from fmnist.terminal import console
@@ -173,23 +169,6 @@ def calibrate(target: Any, *, data_dir: str | None = None, device: str = "cpu", 
     return record, test
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py calibrate",
-        description="Fit a softmax temperature on the run's validation split, save it with the run "
-                    "(temperature.json) and report NLL/ECE before and after on validation and test. "
-                    "Apply it later with --temperature (evaluate.py, ood, ensemble).")
-    parser.add_argument("target", nargs="?", metavar="RUN_DIR_OR_CKPT", help="a training run folder or .ckpt file")
-    parser.add_argument("--baseline", metavar="NAME", help="logreg, svm, rf, knn or mlp instead of a checkpoint")
-    parser.add_argument("--data-dir", metavar="DIR", help="root holding FashionMNIST/raw")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="bins of the ECE (default 15)")
-    parser.add_argument("--n-jobs", type=int, default=-1, help="baselines: parallel jobs (default -1)")
-    parser.add_argument("--out", metavar="DIR", help="report folder (default reports/<run>_calibration)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the reliability diagrams")
-    return parser
-
-
 def print_record(record: dict[str, Any]) -> None:
     """Before/after table of one calibration."""
     from rich.table import Table
@@ -203,32 +182,3 @@ def print_record(record: dict[str, Any]) -> None:
         table.add_row(split, f"{b['accuracy']:.4f}", f"{b['nll']:.4f}", f"{a['nll']:.4f}", f"{b['ece']:.4f}",
                       f"{a['ece']:.4f}")
     console().print(table)
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if bool(args.target) == bool(args.baseline):
-        raise FmnistError("pass either a run folder/checkpoint or --baseline NAME (e.g. evaluate.py calibrate "
-                          "lightning_logs/deep/version_0).")
-    if args.bins < 1:
-        raise FmnistError(f"--bins must be at least 1, got {args.bins}.")
-    if args.target and not Path(args.target).exists():
-        raise FmnistError(f"{args.target} does not exist; pass a run folder such as lightning_logs/deep/version_0.")
-    if args.out:
-        check_output(args.out, "calibrate")
-    options = {"n_jobs": args.n_jobs} if args.baseline else {}
-    record, test = calibrate(args.target or args.baseline, data_dir=args.data_dir, device=args.device,
-                             n_bins=args.bins, **options)
-    out = Path(args.out) if args.out else REPORTS_DIR / safe_name(f"{record['run']}_calibration")
-    check_output(out, "calibrate")
-    if not args.no_plots:
-        for when, pred in (("before", test), ("after", apply_temperature(test, record["temperature"]))):
-            ece = record["test"][when]["ece"]
-            P.reliability_diagram(calibration_bins(pred.probs, pred.labels, args.bins), ece,
-                                  out / f"reliability_{when}.png",
-                                  title=f"{record['run']} on {test.dataset} test, {when} temperature scaling")
-    write_json_atomic(out / "calibration.json", record, default=json_default)
-    mark_output(out, "calibrate")
-    print_record(record)
-    console().print(f"saved: {record['file']}\nreport: {out}")
-    return 0

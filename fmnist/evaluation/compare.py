@@ -9,15 +9,14 @@ report in it). Writes ``comparison.md``, ``comparison.csv``, ``comparison.png`` 
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from typing import Any
 
 from fmnist.errors import FmnistError
-from fmnist.evaluation import plots
+from fmnist.figures import evaluation as plots
 from fmnist.files import write_dict_csv_atomic, write_text_atomic
-from fmnist.outputs import check_output, mark_output, refuse_run_folder
+from fmnist.outputs import refuse_run_folder
 from fmnist.serialization import read_json_capped
 from fmnist.studies import BENCHMARK, PUBLISHED, PUBLISHED_MNIST_CROSS
 from fmnist.terminal import console
@@ -211,28 +210,3 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         table.add_row(*(_cell(r.get(c), c) for c in shown))
 
     console().print(table)
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py compare",
-        description="One table (markdown + CSV) and chart (PNG + interactive HTML) across runs and baselines.")
-    parser.add_argument("paths", nargs="+", metavar="RUN_OR_REPORT",
-                        help="run folders, report folders, K-fold folders, or folders holding them")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help="output folder (reports/compare)")
-    parser.add_argument("--sort", choices=("accuracy", "name", "none"), default="accuracy",
-                        help="row order (default: accuracy, best first)")
-    parser.add_argument("--title", default="Results at a glance")
-    args = parser.parse_args(argv)
-    check_output(args.out, "compare")
-    rows = collect(args.paths)
-    if args.sort == "accuracy":
-        rows.sort(key=lambda r: -(r["accuracy"] if r["accuracy"] is not None else -1.0))
-    elif args.sort == "name":
-        rows.sort(key=lambda r: r["name"])
-    files = write_outputs(rows, Path(args.out), args.title)
-    mark_output(args.out, "compare")
-    print_table(rows)
-    print("wrote " + ", ".join(str(f) for f in files))
-    return 0
-

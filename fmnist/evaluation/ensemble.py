@@ -12,7 +12,6 @@ one temperature fitted on the ensemble's own validation predictions.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.data.corrupted_sets import CORRUPTED_SETS
-from fmnist.data.sources import DATASETS, load_dataset
+from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation import ood as O
 from fmnist.evaluation import robustness as R
@@ -100,38 +98,6 @@ def calibrate_ensemble(scorers: Sequence[Scorer], test: Predictions, name: str, 
             "val": before_after(val, temperature, n_bins), "test": before_after(test, temperature, n_bins)}
 
 
-# -- command line ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py ensemble",
-        description="Average the class probabilities of several runs (or baselines) and evaluate the ensemble "
-                    "like one model: full report, members table, corruption accuracy, OOD AUROC.",
-        epilog="example: evaluate.py ensemble lightning_logs/deep/version_0 lightning_logs/deep/version_1 "
-               "lightning_logs/deep/version_2 --ood mnist noise")
-    parser.add_argument("targets", nargs="+", metavar="RUN_OR_BASELINE", help="run folders, .ckpt files or baselines")
-    parser.add_argument("--dataset", choices=tuple(DATASETS), default=None,
-                        help="clean test set (default: the members' own)")
-    parser.add_argument("--corrupted", choices=(*CORRUPTED_SETS, "none"), default="fashion-c",
-                        help="corrupted test set for corruption accuracy (default fashion-c; none = skip)")
-    parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the corrupted set (default 0)")
-    parser.add_argument("--ood", nargs="+", default=["mnist"], metavar="SET",
-                        help="OOD out-sets (see evaluate.py ood; default mnist; none = skip)")
-    parser.add_argument("--fit-size", type=int, default=O.DEFAULT_FIT_SIZE, metavar="N",
-                        help="training images per member for the Mahalanobis score (default 10000)")
-    parser.add_argument("--temperature", action="store_true",
-                        help="apply each member's saved temperature (evaluate.py calibrate) before averaging")
-    parser.add_argument("--calibrate", action="store_true",
-                        help="fit one temperature on the ensemble's validation predictions; report before/after")
-    parser.add_argument("--name", help="the ensemble's name (default ensemble-<model>x<k>)")
-    parser.add_argument("--out", metavar="DIR", help="report folder (default reports/<name>)")
-    parser.add_argument("--data-dir", metavar="DIR", help="root holding FashionMNIST/raw and MNIST/raw")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    parser.add_argument("--n-jobs", type=int, default=-1, help="baselines: parallel jobs (default -1)")
-    parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="bins of the ECE (default 15)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    return parser
-
-
 def print_members(members: Sequence[dict[str, Any]], ensemble: dict[str, Any], extra: dict[str, dict]) -> None:
     from rich.table import Table
 
@@ -202,28 +168,3 @@ def evaluate_ensemble(targets: Sequence[str | Path], *, out: str | Path | None =
     write_json_atomic(out / "ensemble.json", summary, default=json_default)
     mark_output(out, "ensemble", name)
     return {**summary, "out": out}
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    summary = evaluate_ensemble(
-        args.targets, out=args.out, dataset=args.dataset,
-        corrupted=None if args.corrupted == "none" else args.corrupted, corruption_seed=args.corruption_seed,
-        ood=[o for o in args.ood if o != "none"], fit_size=args.fit_size, temperature=args.temperature,
-        calibrate=args.calibrate, name=args.name, data_dir=args.data_dir, device=args.device, n_jobs=args.n_jobs,
-        bins=args.bins, plots=not args.no_plots)
-    extra: dict[str, dict] = {}
-    if "robustness" in summary:
-        extra["mean corruption acc"] = {n: r["mean_accuracy"] for n, r in summary["robustness"].items()}
-    for model, aurocs in summary.get("ood_auroc", {}).items():
-        for column, value in aurocs.items():
-            if column.endswith((" msp", " energy")):
-                extra.setdefault(f"AUROC {column}", {})[model] = value
-    print_members(summary["members"], summary["ensemble"], extra)
-    if "calibration" in summary:
-        c = summary["calibration"]
-        console().print(f"ensemble temperature T = {c['temperature']:.4f} (val n={c['fitted_on']['n']:,}): test NLL "
-                        f"{c['test']['before']['nll']:.4f} -> {c['test']['after']['nll']:.4f}, ECE "
-                        f"{c['test']['before']['ece']:.4f} -> {c['test']['after']['ece']:.4f}")
-    console().print(f"report: {summary['out']}")
-    return 0

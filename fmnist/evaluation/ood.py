@@ -24,7 +24,6 @@ of 28x28 images, such as the inputs ``evaluate.py predict RUN PHOTOS --out DIR``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import zipfile
 from collections.abc import Sequence
@@ -40,13 +39,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from fmnist.data.sources import DATASETS, load_dataset
 from fmnist.data.splits import stratified_subset
 from fmnist.errors import FmnistError
-from fmnist.evaluation import trust_plots as T
 from fmnist.evaluation.metrics import compute_metrics
-from fmnist.evaluation.predict import safe_name
-from fmnist.evaluation.report import REPORTS_DIR
-from fmnist.evaluation.scoring import Outputs, Scorer, load_scorer
+from fmnist.evaluation.scoring import Outputs, Scorer
+from fmnist.figures import trust as T
 from fmnist.files import write_dict_csv_atomic, write_json_atomic, write_text_atomic
-from fmnist.outputs import check_output, mark_output, refuse_run_folder
+from fmnist.outputs import refuse_run_folder
 from fmnist.predictions import Predictions, json_default
 from fmnist.terminal import console
 
@@ -364,58 +361,3 @@ def print_table(result: OodResult) -> None:
         table.add_row(r["model"], r["out"], r["score"], f"{r['auroc']:.4f}", f"{r['aupr_in']:.4f}",
                       f"{r['aupr_out']:.4f}", f"{r['fpr_at_95_tpr']:.4f}")
     console().print(table)
-
-
-# -- command line -------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py ood",
-        description="Out-of-distribution detection: AUROC, AUPR and FPR at 95%% TPR of max-softmax, energy, "
-                    "max-logit and Mahalanobis scores, in-distribution test set vs each out-set. Several runs "
-                    "are also scored as an ensemble.",
-        epilog="examples: evaluate.py ood lightning_logs/deep/version_0 --in fashion --out mnist noise | "
-               "evaluate.py ood RUN --out mnist photos=reports/photos/deep/inputs | evaluate.py ood logreg --out mnist")
-    parser.add_argument("targets", nargs="+", metavar="RUN_OR_BASELINE",
-                        help="run folders, .ckpt files or baseline names (several: also their ensemble)")
-    parser.add_argument("--in", dest="in_dataset", metavar="DATASET", default=None,
-                        help="in-distribution dataset, its test split (default: the model's own)")
-    parser.add_argument("--out", nargs="+", default=["mnist"], metavar="SET",
-                        help="out-sets: a dataset (mnist), noise, gaussian, a .npz with 'images' or a folder of "
-                             "28x28 images, optionally named (photos=DIR) (default: mnist)")
-    parser.add_argument("--scores", nargs="+", default=list(SCORE_NAMES), choices=SCORE_NAMES, metavar="SCORE",
-                        help=f"detectors (default: all of {', '.join(SCORE_NAMES)})")
-    parser.add_argument("--fit-size", type=int, default=DEFAULT_FIT_SIZE, metavar="N",
-                        help="training images for the Mahalanobis means and covariance (default 10000)")
-    parser.add_argument("--out-size", type=int, default=DEFAULT_OUT_SIZE, metavar="N",
-                        help="images in each noise out-set (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise sets and the Mahalanobis subset")
-    parser.add_argument("--temperature", action="store_true",
-                        help="apply each model's saved temperature (evaluate.py calibrate) to its probabilities")
-    parser.add_argument("--data-dir", metavar="DIR", help="root holding FashionMNIST/raw and MNIST/raw")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    parser.add_argument("--n-jobs", type=int, default=-1, help="baselines: parallel jobs (default -1)")
-    parser.add_argument("--report", metavar="DIR", help="report folder (default reports/<run>_ood)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    return parser
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.fit_size < 20:
-        raise FmnistError(f"--fit-size must be at least 20 training images, got {args.fit_size}.")
-    if args.in_dataset is not None and args.in_dataset not in DATASETS:
-        raise FmnistError(f"--in {args.in_dataset!r} is not a dataset; choose one of: {', '.join(DATASETS)}.")
-    if args.report:
-        check_output(args.report, "ood")
-    scorers = [load_scorer(t, data_dir=args.data_dir, device=args.device, temperature=args.temperature,
-                           n_jobs=args.n_jobs) for t in args.targets]
-    result = detect(scorers, in_dataset=args.in_dataset, out=args.out, names=args.scores, fit_size=args.fit_size,
-                    data_dir=args.data_dir, out_size=args.out_size, seed=args.seed)
-    name = "+".join(s.name for s in scorers) if len(scorers) <= 3 else f"ensemble{len(scorers)}_{scorers[0].name}"
-    out = Path(args.report) if args.report else REPORTS_DIR / safe_name(f"{name}_ood")
-    check_output(out, "ood")
-    write_ood(result, out, plots=not args.no_plots)
-    mark_output(out, "ood")
-    print_table(result)
-    console().print(f"report: {out}")
-    return 0

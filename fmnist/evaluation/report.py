@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.evaluation import plots as P
 from fmnist.evaluation.metrics import (
     DEFAULT_BINS,
     DEFAULT_LOW_CONFIDENCE,
@@ -25,6 +24,7 @@ from fmnist.evaluation.metrics import (
     compute_metrics,
     most_confused,
 )
+from fmnist.figures import evaluation as P
 from fmnist.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from fmnist.outputs import refuse_run_folder
 from fmnist.predictions import Predictions, json_default

@@ -28,9 +28,9 @@ from fmnist.data.corrupted_sets import MANIFEST_NAME, corrupted_set, ensure_corr
 from fmnist.data.corruptions import CORRUPTIONS, SEVERITIES, SEVERITY_INDEPENDENT, Severity
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
-from fmnist.evaluation import trust_plots as T
 from fmnist.evaluation.metrics import DEFAULT_BINS, compute_metrics
 from fmnist.evaluation.scoring import Scorer
+from fmnist.figures import trust as T
 from fmnist.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from fmnist.outputs import refuse_run_folder
 from fmnist.predictions import Predictions, json_default

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from fmnist.errors import FmnistError
-from fmnist.interpret.figures import explained_items, grid_figure
+from fmnist.figures.explanations import explained_items, grid_figure
 from fmnist.interpret.gradcam import attribute
 from fmnist.interpret.methods import DEFAULT_METHOD, get_method
 

@@ -17,7 +17,6 @@ and the figures into ``RUN/explain-check/`` (or ``--out``). :func:`run_checks` i
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from collections.abc import Sequence
@@ -26,11 +25,7 @@ from typing import Any
 
 import torch
 
-from fmnist.data.sources import load_dataset
-from fmnist.errors import FmnistError
-from fmnist.files import write_json_atomic
-from fmnist.interpret.faithfulness import DELETION_STEPS, faithfulness, reference_curves
-from fmnist.interpret.figures import (
+from fmnist.figures.explanations import (
     explained_items,
     save_class_means,
     save_curves,
@@ -38,6 +33,8 @@ from fmnist.interpret.figures import (
     save_randomisation,
     save_randomisation_examples,
 )
+from fmnist.files import write_json_atomic
+from fmnist.interpret.faithfulness import DELETION_STEPS, faithfulness, reference_curves
 from fmnist.interpret.gradcam import attribute
 from fmnist.interpret.layers import resolve_layer
 from fmnist.interpret.measures import GARMENT_THRESHOLD, class_means, garment_mask, summarize_maps
@@ -45,8 +42,7 @@ from fmnist.interpret.methods import DEFAULT_METHOD, METHODS, get_method
 from fmnist.interpret.report import write_reports
 from fmnist.interpret.sanity import PASS_THRESHOLD, cascading_randomisation
 from fmnist.interpret.selection import default_selection
-from fmnist.outputs import check_output, mark_output
-from fmnist.training.checkpoints import TrainedModel, load_trained
+from fmnist.training.checkpoints import TrainedModel
 
 DEFAULT_N = 1000
 DEFAULT_SANITY_N = 200
@@ -152,75 +148,9 @@ def run_checks(trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor
     return summary
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py explain-check",
-        description="Sanity and faithfulness checks of explanation maps: blank maps, mass on the garment, "
-                    "deletion/insertion vs random order, cascading model randomisation, per-class mean maps.")
-    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT", help="run folder or .ckpt file")
-    parser.add_argument("--method", nargs="+", default=[DEFAULT_METHOD], metavar="M",
-                        help=f"one or more of {', '.join(METHODS)}, or 'all' (default {DEFAULT_METHOD})")
-    parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"first N images of the split (default {DEFAULT_N})")
-    parser.add_argument("--sanity-n", type=int, default=DEFAULT_SANITY_N,
-                        help=f"first images used by the randomisation check (default {DEFAULT_SANITY_N})")
-    parser.add_argument("--layer", help="layer the CAM methods attach to (default: per model, see docs/gradcam.md)")
-    parser.add_argument("--steps", type=int, default=DELETION_STEPS,
-                        help=f"deletion/insertion steps from 0 to 100%% (default {DELETION_STEPS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random orders and re-initialisations")
-    parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--data-dir", help="root holding FashionMNIST/raw and MNIST/raw")
-    parser.add_argument("--out", type=Path, help=f"output folder (default RUN_DIR/{OUT_FOLDER})")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    return parser
-
-
-def _methods(requested: Sequence[str]) -> list[str]:
+def method_names(requested: Sequence[str]) -> list[str]:
+    """``--method`` values: one or more method names, or ``all``; unknown names are one sentence."""
     names = list(METHODS) if "all" in requested else list(dict.fromkeys(requested))
     for name in names:
         get_method(name)
     return names
-
-
-def cli_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    from rich.console import Console
-    from rich.table import Table
-
-    methods = _methods(args.method)
-    for flag, value, minimum in (("--n", args.n, 1), ("--sanity-n", args.sanity_n, 2), ("--steps", args.steps, 2)):
-        if value < minimum:
-            raise FmnistError(f"{flag} must be at least {minimum}, got {value}.")
-    trained = load_trained(args.checkpoint, map_location=args.device)
-    if args.layer is not None:
-        resolve_layer(trained.module.model, trained.model_name, args.layer)  # fail fast, before loading data
-    images, labels = load_dataset(trained.dataset, args.data_dir).split(args.split)
-    if args.n > len(labels):
-        raise FmnistError(f"--n {args.n} is more than the {len(labels):,} images of the {args.split} split; "
-                          f"pass --n {len(labels)} or less.")
-    out = args.out or (trained.run_dir / OUT_FOLDER if trained.run_dir else
-                       Path("reports") / OUT_FOLDER / trained.model_name)
-    check_output(out, "explain-check")
-    summary = run_checks(trained, images[:args.n], labels[:args.n], out, methods, args.sanity_n, args.layer,
-                         args.steps, args.seed, args.split)
-    mark_output(out, "explain-check")
-    table = Table(title=f"explain-check: {trained.model_name}, first {summary['n']:,} {args.split} images "
-                        f"(accuracy {summary['accuracy']:.1%})")
-    for column in ("method", "layer", "blank", "mass on garment / area", "deletion / random",
-                   "deletion / garment-first", "insertion / random", "rank corr. after randomisation",
-                   "(in garment)"):
-        table.add_column(column)
-    for entry in summary["methods"].values():
-        maps, faith, sanity = entry["maps"], entry["faithfulness"], entry["randomisation"]
-        rho, inside = sanity["final_spearman_mean"], sanity["final_spearman_mean_in_region"]
-        table.add_row(entry["title"], entry["layer"] or "-", f"{maps['blank_rate']:.1%}",
-                      f"{maps['garment_mass_share'] or 0:.1%} / {maps['garment_area'] or 0:.1%}",
-                      f"{faith['deletion']['ratio_random']:.2f}", f"{faith['deletion']['ratio_garment']:.2f}",
-                      f"{faith['insertion']['ratio_random']:.2f}", "-" if rho is None else f"{rho:.2f}",
-                      "-" if inside is None else f"{inside:.2f}")
-    console = Console()
-    console.print(table)
-    console.print(f"report: {out / 'explain_check.md'} (JSON, HTML and figures beside it)")
-    return 0

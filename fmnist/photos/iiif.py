@@ -7,8 +7,8 @@ module reads such a manifest -- Presentation 2 (``sc:Manifest``, ``otherContent`
 Presentation 3 (``Manifest``, ``annotations`` -> ``AnnotationPage`` of ``Annotation`` with
 ``TextualBody`` ``value``) -- from a file or URL, follows referenced annotation lists, and
 yields one :class:`~fmnist.photos.inputs.PhotoSource` per labelled region (image URL, label,
-``xywh`` crop). :func:`prediction_annotations` writes a model's predictions back in the
-same shape, so they load into the same viewers.
+``xywh`` crop). The annotations' text, read and written, is :mod:`fmnist.photos.iiif_text`; the caps on
+JSON from strangers are :mod:`fmnist.photos.iiif_json`.
 
 Annotation lists referenced by URL are looked for first as a file of the same name next to
 a local manifest (study B downloaded its annotations as JSON files), then fetched -- from public
@@ -19,99 +19,25 @@ annotation lists and images per manifest (``max_images``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
 from fmnist.data.classes import match_label
-from fmnist.errors import FmnistError
-from fmnist.files import write_json_atomic
-from fmnist.photos.fetch import human_bytes
+from fmnist.photos.iiif_json import DEFAULT_MAX_JSON_BYTES, IIIFError, load_json
+from fmnist.photos.iiif_text import parse_fields
 from fmnist.photos.inputs import (
     DEFAULT_MAX_IMAGES,
     DEFAULT_TIMEOUT,
     InputProblem,
-    PhotoError,
     PhotoSource,
     cap_problem,
     is_url,
-    read_bytes,
     url_name,
 )
-
-DEFAULT_MAX_JSON_BYTES = 16 * 2**20  # a 1,000-page book's manifest is a few MB
-MAX_JSON_DEPTH = 64  # IIIF manifests nest about 10 deep; deeper is an attack or an accident
-CONTEXT_V2 = "http://iiif.io/api/presentation/2/context.json"
-CONTEXT_V3 = "http://iiif.io/api/presentation/3/context.json"
-_KEYS = {"true": "true", "label": "true", "predicted": "predicted", "prediction": "predicted",
-         "confidence": "confidence"}
-_FIELD = re.compile(r"\b(true|label|predicted|prediction|confidence)\s*:\s*(.*?)\s*(?=\b(?:true|label|predicted|"
-                    r"prediction|confidence)\s*:|$)", re.IGNORECASE | re.DOTALL)
-
-
-class IIIFError(FmnistError):
-    """A manifest or annotation list that cannot be read or is not IIIF."""
-
-
-# ----------------------------------------------------------------------------- annotation text
-
-
-class _TextExtractor(HTMLParser):
-    """HTML -> text with one line per block element (``<p>``, ``<br>``, ``<div>``, ``<li>``)."""
-
-    BLOCKS = {"p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def html_text(html: str) -> list[str]:
-    """Non-empty text lines of an annotation body (HTML or plain text)."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    return [line.strip() for line in "".join(parser.parts).splitlines() if line.strip()]
-
-
-def parse_fields(html: str) -> dict[str, Any]:
-    """``<p>True: Shirt</p><p>Predicted: Coat</p><p>Confidence: 0.87</p>`` -> ``{"true": "Shirt", ...}``.
-
-    Keys are case-insensitive, may share a line, and ``Confidence`` accepts ``0.87`` or ``87%``;
-    other lines are ignored.
-    """
-    fields: dict[str, Any] = {}
-    for line in html_text(html):
-        for key, value in _FIELD.findall(line):
-            name = _KEYS[key.lower()]
-            value = value.strip()
-            if not value or name in fields:
-                continue
-            if name == "confidence":
-                number = re.match(r"^([0-9]*\.?[0-9]+)\s*(%?)", value)
-                if not number:
-                    continue
-                fields[name] = float(number.group(1)) / (100.0 if number.group(2) else 1.0)
-            else:
-                fields[name] = value
-    return fields
-
 
 # ----------------------------------------------------------------------------- model
 
@@ -266,47 +192,6 @@ def parse_annotations(container: dict) -> list[Annotation]:
             continue
         result.append(Annotation(canvas, text, xywh, _id(raw), parse_fields(text)))
     return result
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether containers nest more than ``limit`` levels (checked without recursion, so any depth is safe)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
-def parse_json(data: bytes, location: str, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> Any:
-    """A JSON document from untrusted bytes: size- and depth-capped, every failure one :class:`IIIFError` sentence."""
-    if len(data) > max_json_bytes:
-        raise IIIFError(f"{location}: JSON document is {human_bytes(len(data))}, over the {human_bytes(max_json_bytes)} "
-                        f"cap; raise it with --max-json-bytes.")
-    too_deep = IIIFError(f"{location}: JSON is nested more than {MAX_JSON_DEPTH} levels deep (IIIF manifests need "
-                         f"about 10); refused as malformed or hostile.")
-    try:
-        document = json.loads(data.decode("utf-8-sig"))
-    except RecursionError:  # the C decoder gives up near Python's recursion limit (~1,000 levels)
-        raise too_deep from None
-    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError, or an over-long integer
-        raise IIIFError(f"{location}: not valid JSON ({exc}).") from None
-    if isinstance(document, (dict, list)) and _too_deep(document, MAX_JSON_DEPTH):
-        raise too_deep
-    return document
-
-
-def load_json(location: str, timeout: float = DEFAULT_TIMEOUT, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, *,
-              allow_private: bool = False) -> Any:
-    """JSON from a file or http(s) URL, with the photo loader's timeout and the JSON size cap."""
-    try:
-        data = read_bytes(location, timeout, max_json_bytes, allow_private=allow_private)
-    except PhotoError as exc:
-        hint = " (JSON documents are capped by --max-json-bytes)" if "size cap" in str(exc) else ""
-        raise IIIFError(f"{location}: {str(exc).rstrip('.')}{hint}.") from None
-    return parse_json(data, location, max_json_bytes)
 
 
 def resolve_reference(reference: str, base: str) -> str:
@@ -498,60 +383,3 @@ def manifest_sources(manifest: Manifest, class_names: Sequence[str],
         problems.append(cap_problem(manifest.location, len(sources) + skipped, len(sources),
                                     "images and labelled regions"))
     return sources, problems
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-@dataclass
-class PredictionRecord:
-    """One prediction to write back onto a canvas."""
-
-    canvas: str
-    predicted: str
-    confidence: float
-    true: str | None = None
-    xywh: tuple[float, float, float, float] | None = None
-    model: str | None = None
-
-
-def body_html(record: PredictionRecord) -> str:
-    lines = []
-    if record.true is not None:
-        lines.append(f"True: {record.true}")
-    lines += [f"Predicted: {record.predicted}", f"Confidence: {record.confidence:.4f}"]
-    if record.model:
-        lines.append(f"Model: {record.model}")
-    return "".join(f"<p>{_escape(line)}</p>" for line in lines)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def prediction_annotations(records: Sequence[PredictionRecord], version: int = 2,
-                           list_id: str = "predictions.json") -> dict:
-    """An ``sc:AnnotationList`` (v2) or ``AnnotationPage`` (v3) of ``commenting`` annotations, one per record."""
-    items = []
-    for number, record in enumerate(records, start=1):
-        fragment = record.canvas + ("#xywh=" + ",".join(f"{v:g}" for v in record.xywh) if record.xywh else "")
-        annotation_id = f"{list_id}#annotation-{number}"
-        if version == 2:
-            items.append({
-                "@id": annotation_id, "@type": "oa:Annotation", "motivation": ["oa:commenting"],
-                "resource": [{"@type": "cnt:ContentAsText", "format": "text/html", "chars": body_html(record)}],
-                "on": fragment,
-            })
-        else:
-            items.append({
-                "id": annotation_id, "type": "Annotation", "motivation": "commenting",
-                "body": {"type": "TextualBody", "format": "text/html", "value": body_html(record)},
-                "target": fragment,
-            })
-    if version == 2:
-        return {"@context": CONTEXT_V2, "@id": list_id, "@type": "sc:AnnotationList", "resources": items}
-    return {"@context": CONTEXT_V3, "id": list_id, "type": "AnnotationPage", "items": items}
-
-
-def write_prediction_annotations(records: Sequence[PredictionRecord], path: Path, version: int = 2) -> Path:
-    return write_json_atomic(path, prediction_annotations(records, version, path.name))

@@ -21,10 +21,8 @@ Labelled inputs (class-named sub-folders, ``labels.csv`` / ``file,label`` CSV, I
 
 from __future__ import annotations
 
-import argparse
 import csv
-import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,205 +32,22 @@ import torch
 from fmnist.data.augment import settings_from_hparams
 from fmnist.errors import FmnistError
 from fmnist.evaluation.report import write_report
+from fmnist.figures.explanations import explained_items, save_figure, save_grid
+from fmnist.figures.photos import StepsSample
 from fmnist.files import save_figure_atomic, write_json_atomic
-from fmnist.interpret.figures import explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
 from fmnist.outputs import check_output, mark_output
-from fmnist.photos.fetch import BoundedCache
-from fmnist.photos.figure import StepsSample
-from fmnist.photos.iiif import (
-    DEFAULT_MAX_JSON_BYTES,
-    IIIFError,
-    PredictionRecord,
-    manifest_sources,
-    parse_json,
-    parse_manifest,
-    read_manifest,
-    write_prediction_annotations,
-)
+from fmnist.photos.iiif_text import PredictionRecord, write_prediction_annotations
 from fmnist.photos.inputs import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_IMAGES,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_TIMEOUT,
     InputProblem,
-    PhotoError,
-    PhotoSource,
-    crop_region,
-    decode_image,
-    expand_input,
     is_url,
     printable,
-    read_bytes,
     safe_stem,
 )
-from fmnist.photos.preprocess import PREPROCESSORS, RECOMMENDED, Preprocessed, preprocess
+from fmnist.photos.stream import PhotoOptions, PhotoResult, iter_loaded, iter_sources, say
 from fmnist.predictions import Predictions
 from fmnist.training.checkpoints import TrainedModel, load_trained
-
-
-@dataclass(frozen=True)
-class PhotoOptions:
-    """How photos are read and preprocessed (the limits guard against hostile inputs; see the CLI's help)."""
-
-    preprocess: str = RECOMMENDED
-    annotations: tuple[str, ...] = ()
-    timeout: float = DEFAULT_TIMEOUT
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_images: int = DEFAULT_MAX_IMAGES
-    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
-    allow_private_hosts: bool = False
-    allow_outside_csv: bool = False  # a CSV's rows may name files outside the CSV's folder
-
-    def check(self) -> None:
-        for flag, value in (("--timeout", self.timeout), ("--max-bytes", self.max_bytes),
-                            ("--max-pixels", self.max_pixels), ("--max-images", self.max_images),
-                            ("--max-json-bytes", self.max_json_bytes)):
-            if value <= 0:
-                raise FmnistError(f"{flag} must be positive, got {value}.")
-        if self.preprocess not in PREPROCESSORS:
-            raise FmnistError(f"--preprocess must be one of {', '.join(sorted(PREPROCESSORS))}, got "
-                              f"{self.preprocess!r}.")
-
-
-@dataclass
-class PhotoResult:
-    source: PhotoSource
-    input: Preprocessed
-    probs: np.ndarray | None = None  # [C]
-    input_png: Path | None = None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py predict",
-        description="Classify photos (files, folders, file,label CSVs, http(s) URLs, IIIF manifests) with a trained "
-                    "model; labelled sets get accuracy, a confusion matrix and the evaluation report.")
-    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT", help="run folder or .ckpt file")
-    parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL",
-                        help="image files, folders (class-named sub-folders or labels.csv = labelled), "
-                             "file,label CSVs, http(s) URLs, IIIF manifests (.json or URL)")
-    parser.add_argument("--ensemble", nargs="+", default=[], metavar="RUN",
-                        help="more runs (e.g. other seeds of configs/photo.yaml) whose class probabilities are "
-                             "averaged with the first's: a small ensemble; --gradcam explains the first run")
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/photos or reports/photos/MODEL)")
-    parser.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=RECOMMENDED,
-                        help="fashion (default): GrabCut segmentation, then Fashion-MNIST's framing (bounding box, "
-                             "longest side 28, negate; no sharpening); ours: invert only on light backgrounds, crop to the "
-                             "garment, pad to square; plain: study B's grayscale + invert + LANCZOS resize")
-    parser.add_argument("--gradcam", action="store_true", help="also save a Grad-CAM figure per photo and a grid")
-    parser.add_argument("--annotations", nargs="+", default=[], metavar="LIST",
-                        help="extra IIIF annotation lists/pages (files or URLs) for the manifests given")
-    parser.add_argument("--write-annotations", action="store_true",
-                        help="write predictions back as a IIIF annotation list per manifest (under OUT/iiif/)")
-    parser.add_argument("--top", type=int, default=3, help="classes shown per photo (default 3)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds per URL: one deadline for connecting, headers, body and redirects (default 15)")
-    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="size cap per file or download")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb guard")
-    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
-                        help=f"photos used per folder, CSV or IIIF manifest (default {DEFAULT_MAX_IMAGES}); "
-                             f"the rest are skipped with a warning")
-    parser.add_argument("--max-json-bytes", type=int, default=DEFAULT_MAX_JSON_BYTES,
-                        help="size cap per IIIF manifest or annotation list (default 16 MiB)")
-    parser.add_argument("--allow-private-hosts", action="store_true",
-                        help="let URLs (and their redirects) reach loopback, private and link-local addresses; "
-                             "by default only public internet hosts are contacted")
-    parser.add_argument("--allow-outside-csv", action="store_true",
-                        help="let a file,label CSV name files outside its own folder (absolute paths, ../); by "
-                             "default such rows are refused, so a CSV cannot make the report read any file")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    return parser
-
-
-def _say(problem: InputProblem | str, message: str | None = None) -> None:
-    """One line per bad input on stderr: ``name: reason`` (warnings say so)."""
-    if isinstance(problem, InputProblem):
-        prefix = "" if problem.fatal else "warning: "
-        print(f"{problem.name}: {prefix}{problem.message}", file=sys.stderr)
-    else:
-        print(f"{problem}: {message}", file=sys.stderr)
-
-
-def _manifest_sources(location: str, class_names: Sequence[str], args: PhotoOptions,
-                      data: object = None) -> tuple[object, list[PhotoSource], list[InputProblem]]:
-    """``(manifest or None, its sources, problems)`` for a manifest file/URL, or for its already-parsed JSON."""
-    limits = {"allow_private": args.allow_private_hosts, "max_images": args.max_images}
-    try:
-        manifest = (read_manifest(location, args.annotations, args.timeout, args.max_json_bytes, **limits)
-                    if data is None else
-                    parse_manifest(data, location, args.annotations, args.timeout, args.max_json_bytes, **limits))
-    except IIIFError as exc:
-        return None, [], [InputProblem(location, str(exc).removeprefix(f"{location}: "))]
-    sources, problems = manifest_sources(manifest, class_names, args.max_images)
-    return manifest, sources, problems
-
-
-def iter_sources(inputs: Iterable[str], class_names: Sequence[str], args: PhotoOptions, manifests: list,
-                 report: Callable[[InputProblem], None]) -> Iterator[PhotoSource]:
-    """The command line's inputs, in order, expanded one at a time (``*.json`` files as IIIF manifests)."""
-    for item in inputs:
-        if not is_url(item) and Path(item).suffix.lower() == ".json" and not Path(item).is_dir():
-            manifest, found, problems = _manifest_sources(item, class_names, args)
-            if manifest is not None:
-                manifests.append(manifest)
-        else:
-            found, problems = expand_input(item, class_names, args.max_images, args.allow_outside_csv)
-        for problem in problems:
-            report(problem)
-        yield from found
-
-
-def iter_loaded(sources: Iterable[PhotoSource], class_names: Sequence[str], args: PhotoOptions,
-                manifests: list, report: Callable[[InputProblem], None],
-                cache: BoundedCache | None = None) -> Iterator[PhotoResult]:
-    """Read + preprocess each source as it comes; URLs answering with JSON are read as IIIF manifests.
-
-    Only the 28x28 input is kept per photo; downloads are reused through a bounded cache (several
-    IIIF regions usually crop one image), so memory does not grow with the number of photos.
-    """
-    cache = BoundedCache() if cache is None else cache
-
-    def load(source: PhotoSource) -> PhotoResult | list[PhotoSource] | None:
-        try:
-            data = cache.get(source.location)
-            if data is None:
-                data = read_bytes(source.location, args.timeout, args.max_bytes, allow_private=args.allow_private_hosts)
-                if is_url(source.location) and data.lstrip()[:1] in (b"{", b"["):
-                    if source.meta.get("manifest"):
-                        raise PhotoError("answered with JSON, not an image.")
-                    try:
-                        document = parse_json(data, source.location, args.max_json_bytes)
-                    except IIIFError as exc:
-                        raise PhotoError(str(exc).removeprefix(f"{source.location}: ")) from None
-                    manifest, found, problems = _manifest_sources(source.location, class_names, args, document)
-                    for problem in problems:
-                        report(problem)
-                    if manifest is not None:
-                        manifests.append(manifest)
-                    return found
-                cache.put(source.location, data)
-            image = crop_region(decode_image(data, args.max_pixels), source.region)
-            result = PhotoResult(source, preprocess(image, args.preprocess))
-            if not result.input.segmented:
-                report(InputProblem(source.name, "no garment stood out from the background; the whole photo "
-                                                 "was used (see its saved input).", fatal=False))
-            return result
-        except PhotoError as exc:
-            report(InputProblem(source.name, str(exc)))
-            return None
-
-    for source in sources:
-        loaded = load(source)
-        if isinstance(loaded, list):  # a manifest behind a URL: its photos, each as it comes
-            for inner in loaded:
-                result = load(inner)
-                if isinstance(result, PhotoResult):
-                    yield result
-        elif loaded is not None:
-            yield loaded
 
 
 def classify(results: Iterable[PhotoResult], members: Sequence[TrainedModel],
@@ -476,7 +291,7 @@ def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, ou
 
     def report(problem: InputProblem) -> None:
         nonlocal failures
-        _say(problem)
+        say(problem)
         failures += problem.fatal
 
     top = min(top, len(names))
@@ -514,24 +329,6 @@ def predict_photos(locations: Sequence[str | Path], inputs: Sequence[str], *, ou
     written: list[Path] = []
     if write_iiif:
         if not manifests:
-            _say("--write-annotations", "warning: no IIIF manifest among the inputs; nothing written.")
+            say("--write-annotations", "warning: no IIIF manifest among the inputs; nothing written.")
         written = write_annotations(manifests, results, names, model_name, out)
     return PhotoRun(out, results, summary, failures, writer.csv_path, written)
-
-
-def cli_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    options = PhotoOptions(preprocess=args.preprocess, annotations=tuple(args.annotations), timeout=args.timeout,
-                           max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_images=args.max_images,
-                           max_json_bytes=args.max_json_bytes, allow_private_hosts=args.allow_private_hosts,
-                           allow_outside_csv=args.allow_outside_csv)
-    run = predict_photos([args.checkpoint, *args.ensemble], args.inputs, out=args.out, options=options,
-                         gradcam=args.gradcam, write_iiif=args.write_annotations, top=args.top, device=args.device,
-                         show=True)
-    for path in run.annotations:
-        print(f"IIIF annotations: {path}")
-    print(f"predictions: {run.csv_path}; model inputs: {run.out / 'inputs'}" + (f"; Grad-CAM: {run.out / 'gradcam'}"
-                                                                               if args.gradcam else ""))
-    if run.failures:
-        print(f"{run.failures} input(s) could not be used (see the lines above).", file=sys.stderr)
-    return 1 if run.failures else 0

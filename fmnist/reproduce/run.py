@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +26,19 @@ from fmnist.errors import FmnistError
 from fmnist.evaluation.ensemble import evaluate_ensemble
 from fmnist.evaluation.predict import predict_baseline, predict_checkpoint
 from fmnist.evaluation.report import write_report
+from fmnist.figures.explanations import explained_items, save_grid
 from fmnist.files import write_bytes_atomic, write_json_atomic
 from fmnist.interpret.check import run_checks
-from fmnist.interpret.figures import explained_items, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.methods import METHODS
 from fmnist.interpret.selection import default_selection
 from fmnist.ledger import (
     find_record,
     fingerprint,
-    make_record,
-    provenance,
     sha256_file,
-    write_record,
 )
-from fmnist.photos.predict import PhotoOptions, predict_photos
+from fmnist.photos.predict import predict_photos
+from fmnist.photos.stream import PhotoOptions
 from fmnist.reproduce import records as R
 from fmnist.reproduce.experiments import (
     BY_NAME,
@@ -57,13 +55,13 @@ from fmnist.reproduce.experiments import (
     robustness_dir,
 )
 from fmnist.reproduce.page import write_results
+from fmnist.reproduce.piece_records import checkpoint_entry, has_finished, piece_done, record_piece
 from fmnist.reproduce.recipes import (
     CV_FOLDS,
     EXPLAIN_CHECK_IMAGES,
     EXPLAIN_CHECK_SANITY,
     GALLERY_IMAGES,
     PHOTO_PREPROCESS,
-    Freshness,
     cv_config,
     piece_recipe,
     train_config,
@@ -76,39 +74,6 @@ from fmnist.training.recipe import essential
 
 RECIPE_FILE = "recipe.json"  # in a run folder: the canonical recipe it was started with
 NOT_RUN_ITEM = "not-run"
-
-
-# -- records --------------------------------------------------------------------------------------------
-def _record(ctx: Context, exp: Experiment, item: str, recipe: Mapping[str, Any], metrics: Mapping[str, Any],
-            seconds: float | None, *, seed: int | None = None, commit: str | None = None,
-            extra: Mapping[str, Any] | None = None, **sections: Any) -> Path:
-    prov = provenance(device_name=ctx.device_name, commit=commit, command=ctx.command, seconds=seconds,
-                      **(extra or {}))
-    record = make_record(kind=exp.kind, budget=ctx.budget.name, experiment=exp.name, item=item, device=ctx.device,
-                         recipe=recipe, metrics=metrics, provenance=prov, title=exp.title, group=exp.group,
-                         seed=seed, **sections)
-    path = write_record(ctx.ledger, record)
-    ctx.log(f"  {exp.name} {item}: recorded {path}")
-    return path
-
-
-def _done(ctx: Context, exp: Experiment, item: str, seeds: list[int] | None = None) -> bool:
-    """Whether the piece's record is in the ledger, of today's recipe and (an ensemble's) of these seeds: then the
-    piece is skipped."""
-    record = find_record(ctx.ledger, ctx.budget.name, exp.name, item, ctx.device)
-    same_seeds = seeds is None or (record is not None and record["recipe"].get("seeds") == seeds)
-    if record is not None and same_seeds and Freshness(ctx).is_current(record):
-        ctx.log(f"  {exp.name} {item}: in the ledger already")
-        return True
-    if record is not None:
-        ctx.log(f"  {exp.name} {item}: its record is of another recipe (stale); running it again")
-    return False
-
-
-def _checkpoint_entry(ctx: Context, path: str | Path | None) -> dict[str, Any] | None:
-    if not path or not Path(path).is_file():
-        return None
-    return {"name": R.relative_name(path, ctx.root), "sha256": sha256_file(path)}
 
 
 # -- the pieces -----------------------------------------------------------------------------------------
@@ -148,7 +113,7 @@ def ensure_run(ctx: Context, exp: Experiment, seed: int) -> Path:
 def _train(ctx: Context, exp: Experiment, seed: int) -> None:
     recipe = piece_recipe(ctx, exp)
     item = f"s{seed}"
-    if _done(ctx, exp, item):
+    if piece_done(ctx, exp, item):
         return
     run_dir = ensure_run(ctx, exp, seed)
     if not is_rank_zero():
@@ -159,9 +124,9 @@ def _train(ctx: Context, exp: Experiment, seed: int) -> None:
         pred = predict_checkpoint(run_dir, data_dir=ctx.data_dir)
         report = write_report(pred, out, name=ctx.run_name(exp.name, seed), save_predictions=False)
     metrics = read_json(run_dir / "metrics.json") or {}
-    _record(ctx, exp, item, recipe, R.run_metrics(metrics), metrics.get("wall_seconds"), seed=seed,
+    record_piece(ctx, exp, item, recipe, R.run_metrics(metrics), metrics.get("wall_seconds"), seed=seed,
             commit=metrics.get("git_commit"), extra={**R.run_provenance(metrics),
-                                                     "checkpoint": _checkpoint_entry(ctx, metrics.get("best_checkpoint"))},
+                                                     "checkpoint": checkpoint_entry(ctx, metrics.get("best_checkpoint"))},
             model=exp.model, report=R.report_section(report), curves=R.read_curves(run_dir))
 
 
@@ -177,7 +142,7 @@ def _up_to_date(product: Path, run_dir: Path) -> bool:
 
 def _cv(ctx: Context, exp: Experiment) -> None:
     recipe = piece_recipe(ctx, exp)
-    if _done(ctx, exp, "folds"):
+    if piece_done(ctx, exp, "folds"):
         return
     cv_file = ctx.root / f"{exp.name}-cv" / "cv_results.json"
     started = time.perf_counter()
@@ -190,13 +155,13 @@ def _cv(ctx: Context, exp: Experiment) -> None:
         raise FmnistError(f"{exp.name} did not finish; rerun the same command to resume its folds.")
     fold_metrics = read_json(ctx.root / f"{exp.name}-cv" / "fold_0" / "metrics.json") or {}
     seconds = sum(f.get("seconds") or 0.0 for f in summary["folds"]) or time.perf_counter() - started
-    _record(ctx, exp, "folds", recipe, R.cv_metrics(summary), seconds, seed=ctx.budget.seeds[0], model=exp.model,
+    record_piece(ctx, exp, "folds", recipe, R.cv_metrics(summary), seconds, seed=ctx.budget.seeds[0], model=exp.model,
             commit=fold_metrics.get("git_commit"), extra=R.run_provenance(fold_metrics))
 
 
 def _baseline(ctx: Context, exp: Experiment) -> None:
     recipe = piece_recipe(ctx, exp)
-    if _done(ctx, exp, "fit"):
+    if piece_done(ctx, exp, "fit"):
         return
     out = ctx.root / "evaluation" / exp.name
     started = time.perf_counter()
@@ -204,29 +169,9 @@ def _baseline(ctx: Context, exp: Experiment) -> None:
                             artifacts_dir=ctx.root / "artifacts", log=ctx.log)
     report = write_report(pred, out, name=exp.name, save_predictions=False)
     source = load_dataset("fashion", ctx.data_dir).provenance
-    _record(ctx, exp, "fit", recipe, R.baseline_metrics(report), time.perf_counter() - started,
+    record_piece(ctx, exp, "fit", recipe, R.baseline_metrics(report), time.perf_counter() - started,
             extra={"data_files": R.data_files(source.as_dict() if source else None)},
             model=exp.model, report=R.report_section(report))
-
-
-def has_finished(ctx: Context, exp: Experiment, model: str, seeds: list[int]) -> bool:
-    """Whether ``model``'s training piece has finished these seeds (in the ledger, or as run folders here).
-
-    A downstream piece only scores finished models: ``--only explain`` does not train every model first. A seed
-    in the ledger whose run folder is not on this machine is trained again (CPU runs repeat bit for bit).
-    """
-    freshness = Freshness(ctx)
-
-    def in_ledger(seed: int) -> bool:
-        record = find_record(ctx.ledger, ctx.budget.name, model, f"s{seed}", ctx.device)
-        return record is not None and freshness.is_current(record)
-
-    missing = [seed for seed in seeds if not (ctx.run_dir(model, seed) / "metrics.json").is_file()
-               and not in_ledger(seed)]
-    if missing:
-        ctx.log(f"  {exp.name}: `{model}` has not finished seed(s) {', '.join(map(str, missing))}; run `--only "
-                f"{model}` first. Skipped.")
-    return not missing
 
 
 def _first_run(ctx: Context, exp: Experiment, model: str) -> tuple[Path, dict[str, Any]]:
@@ -239,14 +184,14 @@ def _cross(ctx: Context, exp: Experiment) -> None:
     seed = ctx.budget.seeds[0]
     for model in exp.needs:
         item = f"{model}-s{seed}"
-        if _done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
+        if piece_done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
         run, recipe = _first_run(ctx, exp, model)
         started = time.perf_counter()
         pred = predict_checkpoint(run, dataset="mnist", data_dir=ctx.data_dir)
         report = write_report(pred, ctx.root / "evaluation" / f"{model}-s{seed}_mnist", name=f"{model} on MNIST",
                               save_predictions=False)
-        _record(ctx, exp, item, recipe, {"model": model, "accuracy": report["accuracy"]},
+        record_piece(ctx, exp, item, recipe, {"model": model, "accuracy": report["accuracy"]},
                 time.perf_counter() - started, seed=seed, model=model, report=R.report_section(report))
 
 
@@ -256,7 +201,7 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
     data = None
     for model in exp.needs:
         item = f"{model}-s{seed}"
-        if _done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
+        if piece_done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
         run, recipe = _first_run(ctx, exp, model)
         started = time.perf_counter()
@@ -272,7 +217,7 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
                                                  f"budget), most confident right and wrong test image per class")
         committed = figure_path(ctx, f"gradcam_{model}.png")
         write_bytes_atomic(committed, figure.read_bytes())
-        _record(ctx, exp, item, recipe, {"model": model, "method": result.method, "layer": result.layer,
+        record_piece(ctx, exp, item, recipe, {"model": model, "method": result.method, "layer": result.layer,
                                          "images": [int(i) for i in chosen]},
                 time.perf_counter() - started, seed=seed, model=model,
                 figure={"path": committed.relative_to(ctx.repo).as_posix(), "sha256": sha256_file(committed)})
@@ -289,7 +234,7 @@ def _explain(ctx: Context, exp: Experiment) -> None:
     data = None
     for model in exp.needs:
         item = f"{model}-s{seed}"
-        if _done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
+        if piece_done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
         run, recipe = _first_run(ctx, exp, model)
         started = time.perf_counter()
@@ -302,7 +247,7 @@ def _explain(ctx: Context, exp: Experiment) -> None:
             committed = figure_path(ctx, f"explain/{model}/{name}")
             write_bytes_atomic(committed, (out / name).read_bytes())
             figures[name] = committed.relative_to(ctx.repo).as_posix()
-        _record(ctx, exp, item, recipe, R.explain_metrics(summary, ctx.root), time.perf_counter() - started,
+        record_piece(ctx, exp, item, recipe, R.explain_metrics(summary, ctx.root), time.perf_counter() - started,
                 seed=seed, model=model, figures=figures)
 
 
@@ -315,7 +260,7 @@ def _robustness(ctx: Context, exp: Experiment) -> None:
     for model in exp.needs:
         item = model
         recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
-        if _done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
+        if piece_done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
             continue
         runs = [ensure_run(ctx, BY_NAME[model], seed) for seed in seeds]
         members = [ctx.run_name(model, seed) for seed in seeds]
@@ -325,7 +270,7 @@ def _robustness(ctx: Context, exp: Experiment) -> None:
                                     ood=ROBUSTNESS_OOD, calibrate=True, name=f"{model}x{len(runs)}",
                                     data_dir=ctx.data_dir, plots=True, extra={"seeds": members},
                                     device="cuda" if ctx.gpus else "cpu")  # scored where the runs were trained
-        _record(ctx, exp, item, recipe, R.ensemble_metrics(summary),
+        record_piece(ctx, exp, item, recipe, R.ensemble_metrics(summary),
                 time.perf_counter() - started, model=model)
 
 
@@ -341,14 +286,14 @@ def _photos(ctx: Context, exp: Experiment) -> None:
     targets += [(model, f"{model}-s{ctx.budget.seeds[0]}", [ctx.budget.seeds[0]]) for model in others]
     for model, item, seeds in targets:
         recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
-        if _done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
+        if piece_done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
             continue
         runs = [ensure_run(ctx, BY_NAME[model], seed) for seed in seeds]
         started = time.perf_counter()
         result = predict_photos(runs, [str(folder)], out=ctx.root / "photos" / item, options=options)
         if result.summary is None:
             raise FmnistError(f"{folder} holds no labelled photos; the photo piece needs labels.csv.")
-        _record(ctx, exp, item, recipe, {"model": model, "seeds": seeds, "failures": result.failures,
+        record_piece(ctx, exp, item, recipe, {"model": model, "seeds": seeds, "failures": result.failures,
                                          **R.photo_metrics(result.summary)},
                 time.perf_counter() - started, seed=seeds[0] if len(seeds) == 1 else None, model=model)
 
@@ -379,7 +324,7 @@ def _record_not_run(ctx: Context, exp: Experiment, reason: str) -> None:
     recipe = {"experiment": exp.name, "reason": "unavailable"}
     record = find_record(ctx.ledger, ctx.budget.name, exp.name, NOT_RUN_ITEM, ctx.device)
     if record is None or record["metrics"].get("reason") != reason:
-        _record(ctx, exp, NOT_RUN_ITEM, recipe, {"status": "not run", "reason": reason}, None)
+        record_piece(ctx, exp, NOT_RUN_ITEM, recipe, {"status": "not run", "reason": reason}, None)
 
 
 def run_experiment(ctx: Context, exp: Experiment) -> bool:
@@ -411,6 +356,8 @@ PIECES: dict[str, Callable[[Context, Experiment], None]] = {
 
 def command_line() -> str | None:
     """The command that is running, as a user would retype it (None when called from Python)."""
+    if sys.argv[1:2] == ["reproduce"]:  # fmnist reproduce (or python -m fmnist.commands reproduce)
+        return "fmnist " + " ".join(sys.argv[1:])
     if Path(sys.argv[0]).name in ("__main__.py", "reproduce.py") or sys.argv[0].endswith("fmnist.reproduce"):
         return "python -m fmnist.reproduce " + " ".join(sys.argv[1:])
     return None

@@ -11,7 +11,6 @@ addresses a list element, e.g. ``trainer.callbacks.0.init_args.decay`` (the firs
 
 from __future__ import annotations
 
-import argparse
 import copy
 import inspect
 import json
@@ -25,10 +24,12 @@ from typing import Any
 
 import optuna
 import yaml
+from jsonargparse import ArgumentError  # what LightningCLI raises for a config it cannot parse
 
 from fmnist.errors import FmnistError
 from fmnist.serialization import read_text_capped
-from fmnist.training.api import get_key, load_config, resolve_config, set_key
+from fmnist.sweep.paths import get_path, set_path
+from fmnist.training.api import load_config, resolve_config
 from fmnist.training.lightning_cli import FmnistCLI
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "log_int", "choices")
@@ -40,44 +41,6 @@ PRUNERS: dict[str, type] = {"median": optuna.pruners.MedianPruner,
 TOP_KEYS = ("base", "name", "metric", "trials", "sampler", "pruner", "fixed", "space", "baseline", "enqueue", "final")
 DEFAULT_SEEDS = (42, 43, 44)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-# -- dotted keys, with list indices ------------------------------------------------------------------
-def _split_at_list(config: Mapping[str, Any], dotted: str) -> tuple[Any, str] | None:
-    """(the list element a numeric part points at, the rest of the key), or None when no list is crossed."""
-    parts = dotted.split(".")
-    node: Any = config
-    for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise FmnistError(f"key {dotted}: {'.'.join(parts[:i])} is a list of {len(node)} entries, so the "
-                                  f"next part must be an index 0..{len(node) - 1}, got {part!r}.")
-            node = node[int(part)]
-            if not isinstance(node, dict):
-                raise FmnistError(f"key {dotted}: {'.'.join(parts[:i + 1])} is {node!r}, not a group of settings.")
-            return node, ".".join(parts[i + 1:])
-        if not isinstance(node, Mapping) or part not in node:
-            index = next((j for j in range(i + 1, len(parts) - 1) if parts[j].isdigit()), None)
-            if index is not None:
-                raise FmnistError(f"key {dotted}: the number {parts[index]} indexes a list, but the base config has "
-                                  f"no {'.'.join(parts[:index])}; add that list to the base config or fixed: first.")
-            return None
-        node = node[part]
-    return None
-
-
-def set_path(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """:func:`fmnist.training.api.set_key`, plus numeric parts that index into a list of the config."""
-    split = _split_at_list(config, dotted)
-    if split is None:
-        set_key(config, dotted, value)
-    else:
-        set_path(split[0], split[1], value)
-
-
-def get_path(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
-    split = _split_at_list(config, dotted)
-    return get_key(config, dotted, default) if split is None else get_path(split[0], split[1], default)
 
 
 # -- one searched parameter --------------------------------------------------------------------------
@@ -398,7 +361,7 @@ def check_config(config: dict[str, Any]) -> str | None:
         logger.setLevel(logging.WARNING)
     try:
         FmnistCLI(args=copy.deepcopy(config), run=False, parser_kwargs={"default_env": False, "exit_on_error": False})
-    except (argparse.ArgumentError, FmnistError, TypeError, ValueError) as exc:
+    except (ArgumentError, FmnistError, TypeError, ValueError) as exc:
         return _first_line(exc)
     finally:
         for logger, level in zip(quiet, levels, strict=True):

@@ -278,7 +278,7 @@ def test_datamodule_exposes_the_data_source(synthetic_data_dir: str) -> None:
 
 
 def test_metrics_json_records_the_data_source(synthetic_data_dir: str, tmp_path: Path) -> None:
-    from fmnist.training.cli import main
+    from fmnist.commands.shims import train_py as main
 
     assert main(["--model", "scratch", "--logdir", str(tmp_path), "--data.data_dir", synthetic_data_dir,
                  "--data.batch_size", "16", "--epochs", "1", "--trainer.limit_train_batches", "2",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.data.sources import FASHION_CLASSES, load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation import calibration as C

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from pathlib import Path
@@ -10,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmnist.commands import call
 from fmnist.data.sources import DIGIT_CLASSES, FASHION_CLASSES
 from fmnist.errors import FmnistError
 from fmnist.evaluation import Predictions, write_report
-from fmnist.evaluation.compare import cli_main, collect, to_markdown
+from fmnist.evaluation.compare import collect, to_markdown
+
+cli_main = functools.partial(call, "compare")
 
 
 def predictions(model: str, accuracy: float, dataset: str = "fashion", n: int = 200) -> Predictions:

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.errors import FmnistError
 from fmnist.evaluation import ood as O
 from fmnist.evaluation.calibration import softmax

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from fmnist.evaluation import plots
 from fmnist.evaluation.metrics import calibration_bins
+from fmnist.figures import evaluation as plots
 
 NAMES = tuple(f"class {k}" for k in range(10))
 

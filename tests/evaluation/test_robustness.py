@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import write_synthetic_dataset
 
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.errors import FmnistError
 from fmnist.evaluation import robustness as R

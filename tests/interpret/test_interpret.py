@@ -10,7 +10,7 @@ import torch
 from region_task import SIGNAL, RegionModel, trained_region_model
 from torch import nn
 
-from fmnist.cli import main
+from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.transforms import InputTransform
 from fmnist.errors import FmnistError
 from fmnist.interpret.gradcam import attribute, grad_cam

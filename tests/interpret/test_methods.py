@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fmnist.errors import FmnistError
-from fmnist.interpret.figures import BLANK_TEXT, Explained, explained_items, grid_figure
+from fmnist.figures.explanations import BLANK_TEXT, Explained, explained_items, grid_figure
 from fmnist.interpret.gradcam import attribute
 from fmnist.interpret.layers import aligned_upsample, layer_geometry
 from fmnist.interpret.measures import blank_maps, garment_mask, summarize_maps

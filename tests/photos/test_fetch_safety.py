@@ -31,13 +31,16 @@ from test_photos import bag_photo, checkpoint, save, trousers_photo  # noqa: F40
 
 import fmnist.photos.fetch as fetch_module
 import fmnist.photos.inputs as inputs_module
-import fmnist.photos.predict as predict_module
-from fmnist.cli import main
+import fmnist.photos.stream as stream_module
+from fmnist.commands.options.predict import build_parser
+from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch
-from fmnist.photos.iiif import MAX_JSON_DEPTH, IIIFError, manifest_sources, read_manifest
+from fmnist.photos.iiif import manifest_sources, read_manifest
+from fmnist.photos.iiif_json import MAX_JSON_DEPTH, IIIFError
 from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url
-from fmnist.photos.predict import build_parser, classify, iter_loaded
+from fmnist.photos.predict import classify
+from fmnist.photos.stream import iter_loaded
 
 PUBLIC = ip_address("93.184.215.14")  # a global unicast address; never contacted, the connector maps it
 PNG_BYTES = io.BytesIO()
@@ -452,14 +455,14 @@ def test_predict_writes_predictions_as_it_goes_and_caps_folders(checkpoint: Path
         save(trousers_photo(size=(60, 80)) if i % 2 else bag_photo(), tmp_path / "set" / f"p{i:02d}.png")
     out = tmp_path / "out"
     rows_on_disk = []
-    decode = predict_module.decode_image
+    decode = stream_module.decode_image
 
     def watching_decode(data: bytes, *args: object) -> Image.Image:
         csv_path = out / "predictions.csv"
         rows_on_disk.append(len(csv_path.read_text().splitlines()) - 1 if csv_path.exists() else 0)
         return decode(data, *args)
 
-    monkeypatch.setattr(predict_module, "decode_image", watching_decode)
+    monkeypatch.setattr(stream_module, "decode_image", watching_decode)
     assert main(["predict", str(checkpoint), str(tmp_path / "set"), "--max-images", "40", "--out", str(out)]) == 0
     assert len(rows_on_disk) == 40
     assert rows_on_disk[32:] == [32] * 8  # the first batch was on disk while the rest was still being read

@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 from test_photos import bag_photo, checkpoint, http_server, jpeg_bytes, save, trousers_photo  # noqa: F401 (fixtures)
 
-from fmnist.cli import main
+from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
-from fmnist.photos.iiif import (
-    IIIFError,
-    PredictionRecord,
-    manifest_sources,
-    parse_annotations,
-    parse_fields,
-    prediction_annotations,
-    read_manifest,
-)
+from fmnist.photos.iiif import manifest_sources, parse_annotations, read_manifest
+from fmnist.photos.iiif_json import IIIFError
+from fmnist.photos.iiif_text import PredictionRecord, parse_fields, prediction_annotations
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "iiif"
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import cached_checkpoint
 from PIL import Image, ImageDraw
 
-from fmnist.cli import main
+from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.photos.inputs import PhotoError, decode_image, read_label_csv
 

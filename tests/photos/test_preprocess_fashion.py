@@ -184,7 +184,7 @@ def test_photo_model_reaches_the_goal_on_the_development_photos(tmp_path: Path) 
         pytest.skip("needs the photo set (FMNIST_DATA_DIR/wild) and FMNIST_PHOTO_CHECKPOINT=<photo run or .ckpt>")
     import json
 
-    from fmnist.cli import main
+    from fmnist.commands.shims import evaluate_py as main
 
     out = tmp_path / "photos"
     assert main(["predict", checkpoint, str(photos), "--out", str(out)]) == 0

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
+from fmnist.commands.shims import train_py as train_main
 from fmnist.data.augment import AugmentSettings, BatchAugment, reframe
 from fmnist.data.datamodule import ImageDataModule
-from fmnist.training.cli import main as train_main
 
 PHOTO = dict(rotation=0.03, zoom=0.0, contrast=0.0, fill_mode="constant", random_erasing=0.2, hflip=True,
              aspect=0.5, reframe=True, gamma=0.4, blur=0.6, noise=0.06)

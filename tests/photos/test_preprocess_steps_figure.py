@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmnist.photos.figure import StepsSample, pick_rows, save_steps_figure
+from fmnist.figures.photos import StepsSample, pick_rows, save_steps_figure
 from fmnist.photos.preprocess import Preprocessed, preprocess
 
 

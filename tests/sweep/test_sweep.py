@@ -18,6 +18,7 @@ import yaml
 from conftest import ON_CI
 from optuna.trial import TrialState
 
+from fmnist.commands.shims import train_py as train_main
 from fmnist.data.datamodule import ImageDataModule
 from fmnist.errors import FmnistError
 from fmnist.evaluation.predict import evaluate
@@ -25,7 +26,6 @@ from fmnist.reproduce.html_check import find_browser, render
 from fmnist.sweep.final import best_trial
 from fmnist.sweep.runner import make_sweep, open_study, run_sweep
 from fmnist.sweep.space import load_sweep
-from fmnist.training.cli import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 

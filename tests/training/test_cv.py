@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from fmnist.commands.options.train import parse_shorthand
+from fmnist.commands.shims import train_py as main
 from fmnist.errors import FmnistError
 from fmnist.training.api import resolve_config
-from fmnist.training.cli import main, parse_shorthand
 from fmnist.training.cv import LOCK_FILE, aggregate, run_cv
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from fmnist.commands.shims import train_py as train_main
 from fmnist.data.augment import AugmentSettings
 from fmnist.data.datamodule import ImageDataModule
 from fmnist.errors import FmnistError
 from fmnist.training.api import resolve_config
-from fmnist.training.cli import main as train_main
 
 
 @pytest.mark.parametrize("argv, where", [

@@ -72,7 +72,7 @@ def fdopen(fd, mode="r", *args, **kwargs):
 
 
 os.fdopen = fdopen
-from fmnist.training.cli import main
+from fmnist.commands.shims import train_py as main
 
 sys.exit(main(sys.argv[1:]))
 '''

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from fmnist.cli import main as evaluate_main
+from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.evaluation.predict import evaluate
 from fmnist.serialization import read_checkpoint
 from fmnist.training import fit
@@ -182,7 +182,7 @@ def _ablation():
 @pytest.mark.parametrize("variant", ["conv-stem", "float32", "bf16", "no-augment", "adamw", "ema", "translate", "muon", "tta-shift"])
 def test_every_ablation_variant_is_a_valid_train_command(variant: str, capsys: pytest.CaptureFixture) -> None:
     """Each variant's settings parse on top of the recipe (a typo would cost a 10-minute benchmark run)."""
-    from fmnist.training.cli import main as train_main
+    from fmnist.commands.shims import train_py as train_main
 
     _, settings = _ablation().VARIANTS[variant]
     with pytest.raises(SystemExit) as exit_info:

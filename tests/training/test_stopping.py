@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from fmnist.commands.shims import train_py as train_main
 from fmnist.errors import FmnistError
 from fmnist.files import WriteError, write_bytes_atomic
 from fmnist.training.callbacks import EpochTimer
 from fmnist.training.checkpoint_files import AtomicCheckpointIO, resume_checkpoint
-from fmnist.training.cli import main as train_main
 from fmnist.training.requeue import slurm_requeued_run
 from fmnist.training.stopping import TrainingStopped, Where
 

@@ -17,12 +17,13 @@ import pytest
 import torch
 import yaml
 
+from fmnist.commands.options.train import parse_shorthand
+from fmnist.commands.shims import train_py as main
 from fmnist.errors import FmnistError
 from fmnist.evaluation.predict import evaluate
 from fmnist.models import get_spec, list_models
 from fmnist.serialization import read_checkpoint
 from fmnist.training.api import gpu_settings, resolve_config
-from fmnist.training.cli import main, parse_shorthand
 
 ROOT = Path(__file__).resolve().parents[2]
 # Zalando's label table (github.com/zalandoresearch/fashion-mnist), in label order

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from fmnist.commands.shims import train_py as main
 from fmnist.evaluation.predict import predict_checkpoint
-from fmnist.training.cli import main
 from fmnist.training.module import Classifier
 from fmnist.training.weight_averaging import refresh_batch_norm
 

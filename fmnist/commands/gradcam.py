@@ -1,4 +1,4 @@
-"""``python evaluate.py gradcam RUN``: explain right and wrong test images (or chosen ones) per class, any method."""
+"""``fmnist gradcam RUN`` (= ``python evaluate.py gradcam``): explain right and wrong test images per class."""
 
 from __future__ import annotations
 
@@ -6,23 +6,23 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from fmnist.data.classes import match_label
 from fmnist.data.sources import load_dataset
 from fmnist.errors import FmnistError
-from fmnist.interpret.figures import explained_items, save_figure, save_grid
+from fmnist.figures.explanations import explained_items, save_figure, save_grid
 from fmnist.interpret.gradcam import explain
 from fmnist.interpret.layers import resolve_layer
-from fmnist.interpret.methods import DEFAULT_METHOD, METHODS, get_method
+from fmnist.interpret.methods import get_method
 from fmnist.interpret.selection import default_selection
 from fmnist.outputs import check_output, mark_output
 from fmnist.training.checkpoints import load_trained
 
-# ----------------------------------------------------------------------------- CLI
-
 
 def parse_class(value: str, class_names: Sequence[str]) -> int:
     """``--class`` as an index or a class name (case-insensitive, punctuation ignored)."""
-
     index = match_label(value, class_names)
     if index is None:
         raise FmnistError(f"--class {value!r} is not a class; choose an index 0..{len(class_names) - 1} or one of: "
@@ -30,34 +30,7 @@ def parse_class(value: str, class_names: Sequence[str]) -> int:
     return index
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py gradcam",
-        description="Explanation figures (Grad-CAM and friends, through Captum): original, heatmap and overlay "
-                    "per image, plus a grid.")
-    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT", help="run folder or .ckpt file")
-    parser.add_argument("--index", type=int, nargs="+", metavar="I",
-                        help="images of the split to explain (default: one correct + one wrong per class)")
-    parser.add_argument("--class", dest="target", metavar="C",
-                        help="explain this class (index or name) instead of the predicted one")
-    parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS),
-                        help=f"explanation method (default {DEFAULT_METHOD}; see docs/gradcam.md)")
-    parser.add_argument("--layer", help="layer the CAM methods attach to (default: the last conv layer whose grid "
-                                        "is at least 8x8, per registry)")
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/gradcam or reports/gradcam/MODEL)")
-    parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--data-dir", help="root holding FashionMNIST/raw and MNIST/raw")
-    parser.add_argument("--per-row", type=int, default=2, help="images per row in the grid (default 2)")
-    parser.add_argument("--no-single", action="store_true", help="write only the grid, not one figure per image")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    return parser
-
-
-def cli_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    from rich.console import Console
-    from rich.table import Table
-
+def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, map_location=args.device)
     names = trained.class_names
     target = parse_class(args.target, names) if args.target is not None else None

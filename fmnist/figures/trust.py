@@ -1,6 +1,6 @@
 """Figures of the trust reports: corruption examples and accuracies, OOD score histograms and ROC curves.
 
-Same conventions as :mod:`fmnist.evaluation.plots` (matplotlib on Agg, PNG at 120 dpi).
+Same conventions as :mod:`fmnist.figures.evaluation` (matplotlib on Agg, PNG at 120 dpi).
 """
 
 from __future__ import annotations

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from fmnist.files import save_figure_atomic
-from fmnist.photos.preprocess import Preprocessed
+
+
+class Preprocessed(Protocol):
+    """What the figure reads of a preprocessed photo (:class:`fmnist.photos.preprocess.Preprocessed` is one)."""
+
+    pixels: np.ndarray  # uint8 [28, 28] model input
+    mask: np.ndarray | None  # bool garment mask on ``work``
+    work: np.ndarray | None  # uint8 RGB photo the mask was computed on
 
 
 def pick_rows(labels: Sequence[int | None], predicted: Sequence[int], per_kind: int = 6) -> list[int]:

@@ -7,11 +7,9 @@ The page (``fmnist.reproduce.page``) records JavaScript errors and, once loaded,
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,22 +67,3 @@ def render(page: str | Path, screenshot: str | Path | None = None, timeout: floa
         return RenderResult(0, 0, "page script did not run (no data-charts on <body>)", shot)
     return RenderResult(int(charts.group(1)), int(drawn.group(1)) if drawn else 0,
                         errors.group(1).strip() if errors else "", shot)
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fmnist.reproduce.html_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("page", nargs="?", default="docs/results/full/index.html")
-    parser.add_argument("--screenshot", default=None, help="also save a PNG screenshot here")
-    args = parser.parse_args(argv)
-    try:
-        result = render(args.page, args.screenshot)
-    except FmnistError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.page}: {result.drawn}/{result.charts} charts drawn; script errors: {result.errors or 'none'}"
-          + (f"; screenshot {result.screenshot}" if result.screenshot else ""))
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())
