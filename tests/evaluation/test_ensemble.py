@@ -61,6 +61,7 @@ def test_members_must_have_predicted_the_same_samples() -> None:
         ensemble_predictions([])
 
 
+@pytest.mark.slow  # a subprocess variant; ensembles run by default through ood and photo predict
 def test_ensemble_command_of_twin_checkpoints(cnn_checkpoint: Path, tmp_path: Path) -> None:
     synthetic_data_dir = str(tmp_path / "data")  # the session's synthetic data, in a root of its own (fashion-c)
     write_synthetic_dataset(synthetic_data_dir, "fashion", seed=0)

@@ -124,6 +124,7 @@ def test_end_to_end_records_every_piece_and_a_fresh_machine_resumes_from_the_led
     assert [_mtime(path) for path in records] == before
 
 
+@pytest.mark.slow  # trains twice; staleness itself is tested by default without training (test_results_page, test_recipe)
 def test_a_record_of_another_recipe_is_stale_and_run_again(synthetic_data_dir: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -228,6 +229,7 @@ def test_study_recipes_stay_as_named_ablations_of_ours() -> None:
     assert recipe("cnn-study-a")["trainer"]["max_epochs"] == 10 and recipe("cnn-study-a")["model"]["model_name"] == "cnn"
 
 
+@pytest.mark.slow  # trains two seeds; the ensemble, OOD and calibration it runs are tested by default in tests/evaluation
 def test_robustness_piece_evaluates_each_models_seeds_as_one_ensemble(synthetic_data_dir: str, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 17's table: two finished seeds of deep -> one calibrated ensemble on fashion-c and OOD; kept on rerun."""

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from fmnist.training import cli
+from fmnist.commands import train as train_command
+from fmnist.commands.shims import train_py
 from fmnist.training.distributed import end_process_group
 
 
@@ -36,12 +37,12 @@ def test_the_group_lives_until_the_commands_last_run_is_done(one_rank_group: Non
     """One command may train several runs in one group (transfer's MNIST base, K folds): each run finds it alive,
     and only the finished command ends it."""
     alive_during_runs: list[bool] = []
-    monkeypatch.setattr(cli, "run_shorthand", lambda options: alive_during_runs.append(dist.is_initialized()))
-    assert cli.main(["--model", "transfer"]) == 0
+    monkeypatch.setattr(train_command, "run_shorthand", lambda options: alive_during_runs.append(dist.is_initialized()))
+    assert train_py(["--model", "transfer"]) == 0
     assert alive_during_runs == [True] and not dist.is_initialized()
 
 
 def test_a_failed_command_leaves_the_group_alone(one_rank_group: None) -> None:
     """A rank that stopped with an error never reaches the barrier: waiting there would hang the others."""
-    assert cli.main(["--model", "no-such-model"]) == 2
+    assert train_py(["--model", "no-such-model"]) == 2
     assert dist.is_initialized()

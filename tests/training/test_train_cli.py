@@ -267,9 +267,10 @@ def test_full_cli_fit_then_tests_best_checkpoint(synthetic_data_dir: str, tmp_pa
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "vgg"], "Unknown model 'vgg'; choose one of: "),
-    (["--model", "deep", "--gpus", "64"], "asks for 64 GPU(s) but this machine has"),
-    (["--model", "deep", "--epochs", "ten"], "--epochs takes an integer"),
-    (["fit", "--model.model_name", "vgg"], "Unknown model 'vgg'"),
+    # each case is a fresh train.py process (seconds of imports): one runs by default, the rest with -m slow
+    pytest.param(["--model", "deep", "--gpus", "64"], "asks for 64 GPU(s) but this machine has", marks=pytest.mark.slow),
+    pytest.param(["--model", "deep", "--epochs", "ten"], "--epochs takes an integer", marks=pytest.mark.slow),
+    pytest.param(["fit", "--model.model_name", "vgg"], "Unknown model 'vgg'", marks=pytest.mark.slow),
 ])
 def test_user_mistakes_end_in_one_clear_line(args: list[str], message: str) -> None:
     result = run_train(*args)
