@@ -201,6 +201,7 @@ def test_a_rerun_with_another_space_is_refused(write_sweep, sweep_dirs) -> None:
 
 
 # -- the command line: --workers 2, --final-fit, --report-only ------------------------------------------------
+@pytest.mark.slow  # two workers run by default on PostgreSQL, the final fit in test_final_fit_trains_on_train_plus_val_and_tests_once_per_seed
 def test_cli_two_workers_and_a_final_fit_then_report_only(write_sweep, sweep_dirs, tmp_path: Path,
                                                           synthetic_data_dir: str) -> None:
     """``python -m fmnist.sweep`` as a user types it (a fresh process, cwd a scratch folder)."""
