@@ -55,7 +55,7 @@ CATALOG: dict[str, ModelInfo] = {info.name: info for info in (
 def add_model_info(info: ModelInfo) -> ModelInfo:
     """A model registered from outside the package (a user's own): its entry joins the catalog."""
     if info.name in CATALOG:
-        raise ValueError(f"model {info.name!r} is registered twice")
+        raise FmnistError(f"a model named {info.name!r} is registered already; pick another name.")
     CATALOG[info.name] = info
     return info
 

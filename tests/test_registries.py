@@ -11,11 +11,13 @@ from sklearn.naive_bayes import GaussianNB
 from torch import nn
 
 from fmnist.baselines import BaselineSpec, register_baseline, unregister_baseline
+from fmnist.catalog import CATALOG, add_model_info
 from fmnist.commands.shims import evaluate_py as evaluate_main
 from fmnist.data.sources import DatasetInfo, register_dataset, unregister_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluation import evaluate
 from fmnist.models import create_model, get_spec
+from fmnist.models.registry import register_model
 
 SHAPES = ("circle", "square", "cross", "ring", "dot", "bar", "slash", "tee", "ell", "zig")
 
@@ -58,6 +60,10 @@ def test_names_must_be_unique(naive_bayes) -> None:
         register_baseline(naive_bayes)
     with pytest.raises(FmnistError, match="registered already"):
         register_dataset(DatasetInfo("fashion", "X", SHAPES))
+    with pytest.raises(FmnistError, match="a model named 'deep' is registered already; pick another name."):
+        register_model("deep")(lambda num_classes=10: None)
+    with pytest.raises(FmnistError, match="a model named 'deep' is registered already; pick another name."):
+        add_model_info(CATALOG["deep"])
 
 
 def test_model_aliases_are_registry_entries_not_copies() -> None:

@@ -41,10 +41,11 @@ def register_model(name: str, *, description: str | None = None, source: str | N
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _BUILDERS:
-            raise ValueError(f"model {name!r} is registered twice")
+            raise FmnistError(f"a model named {name!r} is registered already; pick another name.")
         if name not in CATALOG:
             if description is None or source is None:
-                raise ValueError(f"model {name!r} is not in fmnist.catalog: give description= and source=")
+                raise FmnistError(f"model {name!r} is not in the catalog (fmnist/catalog.py): give @register_model "
+                                  f"description= and source= to add it.")
             add_model_info(ModelInfo(name, description, source, None, input_size, channels, target_layer,
                                      has_recipe=False))
         _BUILDERS[name] = builder

@@ -67,5 +67,5 @@ def test_a_model_of_ones_own_joins_the_catalog() -> None:
 
 
 def test_an_unregistered_name_without_metadata_is_refused() -> None:
-    with pytest.raises(ValueError, match="is not in fmnist.catalog: give description= and source="):
+    with pytest.raises(FmnistError, match=r"is not in the catalog \(fmnist/catalog.py\): give @register_model"):
         register_model("nameless")(lambda num_classes=10: nn.Linear(784, num_classes))
