@@ -216,8 +216,24 @@ def apply(module: ModuleType, mutant: Mutant, path: str) -> None:
                     function.__defaults__ = tuple(value if d is old else d for d in function.__defaults__)
 
 
-def run_tests(tests: list[str], mutant: tuple[ModuleType, Mutant, str] | None, timeout: float) -> str:
-    """``passed``, ``failed`` (or ``error``) or ``timeout``: the test files in a forked child."""
+def _canary(*args: object, **kwargs: object) -> None:
+    raise AssertionError("mutation canary: every function of the module under test raises")
+
+
+def break_everything(module: ModuleType) -> None:
+    """Every function of ``module`` (and its classes' methods) raises: the tests must fail, or they cannot see
+    a mutant at all (they run the module in another process: a subprocess, or pytest-xdist workers)."""
+    functions = [f for f in vars(module).values() if isinstance(f, FunctionType) and f.__module__ == module.__name__]
+    functions += [f for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
+                  for f in vars(c).values() if isinstance(f, FunctionType)]
+    for function in functions:
+        if not function.__code__.co_freevars:  # a closure's code can only take code with the same free variables
+            function.__code__ = _canary.__code__
+
+
+def run_tests(tests: list[str], mutant: tuple[ModuleType, Mutant, str] | ModuleType | None, timeout: float) -> str:
+    """``passed``, ``failed`` (or ``error``) or ``timeout``: the test files in a forked child (``mutant``: one
+    mutant applied, a module to break all of it, or None for the unmutated run)."""
     pid = os.fork()
     if pid == 0:
         code = 3
@@ -226,11 +242,15 @@ def run_tests(tests: list[str], mutant: tuple[ModuleType, Mutant, str] | None, t
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             signal.alarm(int(timeout))
-            if mutant is not None:
+            if isinstance(mutant, ModuleType):
+                break_everything(mutant)
+            elif mutant is not None:
                 apply(*mutant)
             import pytest
 
-            code = int(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]))
+            # -n 0: in this process. pyproject's addopts start pytest-xdist workers, fresh interpreters that
+            # import the unmutated module: every mutant would survive.
+            code = int(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", "-n", "0", *tests]))
         except BaseException:  # noqa: BLE001 - a mutant that breaks the module counts as caught
             code = 3
         finally:
@@ -281,6 +301,9 @@ def score(module_path: str, tests: list[str], timeout: float, log: bool = True) 
     # A mutant gets --timeout or three times what the unmutated tests took, whichever is longer: on a loaded
     # machine a fixed limit would count slow-but-passing runs as caught.
     timeout = max(timeout, 3 * (time.monotonic() - started))
+    if run_tests(tests, module, timeout) == "passed":
+        return {"module": module_path, "tests": tests,
+                "error": "the tests pass with every function of the module raising: they cannot see a mutant"}
     outcomes: dict[str, int] = {}
     survivors = []
     for mutant in found:
