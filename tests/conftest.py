@@ -280,9 +280,11 @@ def train_tiny_checkpoint(path: Path, data_dir: str, model_name: str = "cnn") ->
 
 @functools.cache
 def cached_checkpoint(data_dir: str, model_name: str = "cnn") -> Path:
-    """One trained checkpoint per session, shared by the Grad-CAM, photo and IIIF tests."""
-    folder = Path(tempfile.mkdtemp(prefix="fmnist-test-ckpt-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    """One trained checkpoint per session, shared by the Grad-CAM, photo and IIIF tests; kept beside the synthetic
+    data, in pytest's own temporary folder (pytest prunes it; an ``atexit`` clean-up never ran in xdist workers
+    or forked children, which left a folder in /tmp per worker)."""
+    folder = Path(data_dir).parent / "cached-checkpoints"
+    folder.mkdir(exist_ok=True)
     return train_tiny_checkpoint(folder / f"{model_name}.ckpt", data_dir, model_name)
 
 
