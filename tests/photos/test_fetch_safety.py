@@ -9,8 +9,10 @@ the address checks themselves run unchanged.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -38,7 +40,7 @@ from fmnist.data.sources import FASHION_CLASSES
 from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch
 from fmnist.photos.iiif import manifest_sources, read_manifest
 from fmnist.photos.iiif_json import MAX_JSON_DEPTH, IIIFError
-from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url
+from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url, load_photo, read_bytes
 from fmnist.photos.predict import classify
 from fmnist.photos.stream import iter_loaded
 
@@ -75,7 +77,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "image/png")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except OSError:  # the client stopped reading at its size cap
+                return
+        elif self.path.startswith("/status/"):  # /status/CODE: that status, pointing at /img
+            self.send_response(int(self.path.split("/")[2]))
+            self.send_header("Location", "/img")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path == "/to-metadata":
             self._redirect("http://169.254.169.254/latest/meta-data/")
         elif self.path == "/to-localhost":
@@ -220,6 +230,47 @@ def test_redirects_are_checked_on_every_hop(server: int, public_name: list) -> N
         assert public_name[connected_before:] == [(str(PUBLIC), server)]  # only the first, public, hop connected
     with pytest.raises(FetchError, match="too many redirects"):
         fetch(f"{base}/loop", max_redirects=3)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_every_redirect_status_is_followed_through_the_checks(status: int, server: int, public_name: list) -> None:
+    """RFC 9110's five redirects are followed (each hop checked: both hops connect to the pinned public address)."""
+    assert fetch(f"http://photos.example:{server}/status/{status}") == PNG
+    assert public_name == [(str(PUBLIC), server)] * 2
+
+
+@pytest.mark.parametrize("status", [300, 304, 305])
+def test_a_status_that_is_not_a_redirect_is_not_followed(status: int, server: int, public_name: list) -> None:
+    with pytest.raises(FetchError, match=rf"HTTP error {status} "):
+        fetch(f"http://photos.example:{server}/status/{status}")
+    assert public_name == [(str(PUBLIC), server)]
+
+
+def documented_default(pattern: str) -> float:
+    """A default as docs/photos.md states it to users (the contract the code must keep)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "photos.md").read_text().replace("\n", " ")
+    return float(re.search(pattern, text).group(1))
+
+
+def test_the_documented_defaults_are_the_defaults() -> None:
+    mib = 2**20
+    timeout, max_bytes = documented_default(r"`--timeout`, default (\d+) s"), documented_default(
+        r"`--max-bytes` per photo or download \(default (\d+) MiB")
+    cache = documented_default(r"through a (\d+) MiB\s+least-recently-used cache")
+    for function in (fetch, fetch_url, read_bytes, load_photo):
+        parameters = inspect.signature(function).parameters
+        assert parameters["timeout"].default == timeout and parameters["max_bytes"].default == max_bytes * mib
+    assert BoundedCache().max_bytes == cache * mib
+    predict_defaults = build_parser().parse_args(["ckpt", "x"])
+    assert predict_defaults.timeout == timeout and predict_defaults.max_bytes == max_bytes * mib
+
+
+def test_the_default_size_cap_takes_exactly_25_mib_and_refuses_one_byte_more(server: int) -> None:
+    """The cap is a size, not a guess: a download of exactly the documented 25 MiB passes, one byte more does not."""
+    cap = 25 * 2**20
+    assert len(fetch(f"http://127.0.0.1:{server}/img?size={cap - len(PNG)}", allow_private=True)) == cap
+    with pytest.raises(FetchError, match=r"25\.0 MiB"):
+        fetch(f"http://127.0.0.1:{server}/img?size={cap - len(PNG) + 1}", allow_private=True)
 
 
 def test_the_checked_address_is_the_one_connected_to(server: int, public_name: list,
