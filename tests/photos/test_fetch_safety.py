@@ -81,6 +81,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body)
             except OSError:  # the client stopped reading at its size cap
                 return
+        elif self.path.startswith("/chain/"):  # /chain/K: K redirects before the image
+            hops = int(self.path.split("/")[2])
+            self._redirect(f"/chain/{hops - 1}" if hops > 1 else "/img")
         elif self.path.startswith("/status/"):  # /status/CODE: that status, pointing at /img
             self.send_response(int(self.path.split("/")[2]))
             self.send_header("Location", "/img")
@@ -246,10 +249,19 @@ def test_a_status_that_is_not_a_redirect_is_not_followed(status: int, server: in
     assert public_name == [(str(PUBLIC), server)]
 
 
+def test_the_documented_number_of_redirects_is_followed_and_one_more_is_refused(server: int) -> None:
+    most = int(documented_default(r"Redirects are followed by the client itself \(at\s+most (\d+)\)"))
+    assert fetch(f"http://127.0.0.1:{server}/chain/{most}", allow_private=True) == PNG
+    with pytest.raises(FetchError, match=rf"too many redirects \(more than {most}\)"):
+        fetch(f"http://127.0.0.1:{server}/chain/{most + 1}", allow_private=True)
+
+
 def documented_default(pattern: str) -> float:
     """A default as docs/photos.md states it to users (the contract the code must keep)."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "photos.md").read_text().replace("\n", " ")
-    return float(re.search(pattern, text).group(1))
+    text = (Path(__file__).resolve().parents[2] / "docs" / "photos.md").read_text()
+    found = re.search(pattern, text)
+    assert found, f"docs/photos.md no longer states {pattern!r}"
+    return float(found.group(1))
 
 
 def test_the_documented_defaults_are_the_defaults() -> None:
