@@ -37,7 +37,7 @@ import fmnist.photos.stream as stream_module
 from fmnist.commands.options.predict import build_parser
 from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
-from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch
+from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch, human_bytes
 from fmnist.photos.iiif import manifest_sources, read_manifest
 from fmnist.photos.iiif_json import MAX_JSON_DEPTH, IIIFError
 from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url, load_photo, read_bytes
@@ -254,6 +254,14 @@ def test_the_documented_number_of_redirects_is_followed_and_one_more_is_refused(
     assert fetch(f"http://127.0.0.1:{server}/chain/{most}", allow_private=True) == PNG
     with pytest.raises(FetchError, match=rf"too many redirects \(more than {most}\)"):
         fetch(f"http://127.0.0.1:{server}/chain/{most + 1}", allow_private=True)
+
+
+@pytest.mark.parametrize(("size", "text"), [
+    (0, "0 bytes"), (1023, "1023 bytes"), (1024, "1 KiB"), (1536, "2 KiB"), (10 * 1024, "10 KiB"),
+    (2**20 - 1, "1024 KiB"), (2**20, "1.0 MiB"), (25 * 2**20, "25.0 MiB"), (25 * 2**20 + 52429, "25.1 MiB")])
+def test_sizes_in_messages_are_written_in_the_unit_a_person_reads(size: int, text: str) -> None:
+    """Worked by hand: bytes below 1 KiB, whole KiB below 1 MiB, MiB to one decimal above."""
+    assert human_bytes(size) == text
 
 
 def documented_default(pattern: str) -> float:
