@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightning.pytorch.cli import LightningCLI
 from PIL import Image
 
 from fmnist.commands.shims import evaluate_py as evaluate_main
@@ -32,11 +33,27 @@ def _benchmark():
     return module
 
 
+PARSERS_BUILT: list[str] = []  # the LightningCLI subcommand parsers the fixture's fit() built
+
+
 @pytest.fixture(scope="module")
 def speedrun_run(synthetic_data_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """``configs/speedrun.yaml`` as shipped, for 2 of its 3 epochs, on the synthetic set (batch 64)."""
-    return fit("speedrun", seed=3, epochs=2, logdir=tmp_path_factory.mktemp("speedrun"),
-               overrides={"data.data_dir": synthetic_data_dir, "data.batch_size": 64, **QUIET})
+    build = LightningCLI._prepare_subcommand_parser
+
+    def spy(self: LightningCLI, klass: type, subcommand: str, **kwargs: object) -> object:
+        PARSERS_BUILT.append(subcommand)
+        return build(self, klass, subcommand, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LightningCLI, "_prepare_subcommand_parser", spy)
+        return fit("speedrun", seed=3, epochs=2, logdir=tmp_path_factory.mktemp("speedrun"),
+                   overrides={"data.data_dir": synthetic_data_dir, "data.batch_size": 64, **QUIET})
+
+
+def test_fit_from_python_builds_only_the_parser_it_runs(speedrun_run: Run) -> None:
+    """jsonargparse's parser for every subcommand cost seconds before the first step; fit() needs only fit's."""
+    assert PARSERS_BUILT == ["fit"]
 
 
 def test_recipe_trains_and_tests_its_last_epoch_through_the_stack(speedrun_run: Run) -> None:
