@@ -3,6 +3,7 @@
     python benchmarks/mutation.py                                   # every module below, this checkout's tests
     python benchmarks/mutation.py --module fmnist/data/idx.py       # one module
     python benchmarks/mutation.py --tests-from 864e40f              # the same mutants against older test files
+    python benchmarks/mutation.py --at 864e40f                      # the modules and tests of then: the old score
 
 Not run by CI (minutes per module). A small tool of our own rather than mutmut: mutmut 3 runs a copy of the
 package from its own ``mutants/`` folder, which this layout (tests importing ``fmnist`` and starting
@@ -262,9 +263,16 @@ def run_tests(tests: list[str], mutant: tuple[ModuleType, Mutant, str] | ModuleT
     return {0: "passed", 1: "failed"}.get(code, "error")
 
 
-def scratch_copy(tests_from: str | None) -> Path:
-    """The checkout's files (tracked and new) in a scratch folder; with ``tests_from``, that revision's tests/."""
+def scratch_copy(tests_from: str | None, at: str | None = None) -> Path:
+    """The checkout's files (tracked and new) in a scratch folder; with ``tests_from``, that revision's tests/;
+    with ``at``, that revision's whole tree (its modules scored with its own tests: the score as it was)."""
     folder = Path(tempfile.mkdtemp(prefix="fmnist-mutation-")) / "repo"
+    if at:
+        folder.mkdir()
+        archive = subprocess.run(["git", "archive", at], cwd=ROOT, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(folder, filter="data")
+        return folder
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -324,12 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="score only these (repeatable)")
     parser.add_argument("--tests-from", help="git revision whose tests/ to use (e.g. the score before a change)")
+    parser.add_argument("--at", help="git revision whose whole tree to score (its modules with its own tests): "
+                                     "the score before a change that also moved the code")
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds per mutant before it counts as caught (at least 3x the unmutated run)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     modules = args.module or list(MODULES)
-    repo = scratch_copy(args.tests_from)
+    if args.at and args.tests_from:
+        parser.error("give --at or --tests-from, not both")
+    repo = scratch_copy(args.tests_from, args.at)
     os.chdir(repo)
     sys.path[:0] = [str(repo), str(repo / "tests")]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])
@@ -345,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{module_path}: {result['killed']}/{result['mutants']} killed = {result['score']:.1%} "
                   f"({result['seconds']:.0f} s; {result['outcomes']})", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"tests_from": args.tests_from or "working tree", "results": results},
+        args.json.write_text(json.dumps({"tests_from": args.tests_from or args.at or "working tree",
+                                                    "module_from": args.at or "working tree", "results": results},
                                         indent=2) + "\n")
     shutil.rmtree(repo.parent, ignore_errors=True)
     return 0
