@@ -242,6 +242,23 @@ def test_every_redirect_status_is_followed_through_the_checks(status: int, serve
     assert public_name == [(str(PUBLIC), server)] * 2
 
 
+def test_every_connection_is_closed_once_the_fetch_is_done(server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long folder of URLs must not leak one socket per photo (or per redirect hop)."""
+    opened: list[socket.socket] = []
+    real_open = fetch_module.open_socket
+
+    def recording(*args: object) -> socket.socket:
+        opened.append(real_open(*args))
+        return opened[-1]
+
+    monkeypatch.setattr(fetch_module, "open_socket", recording)
+    assert fetch(f"http://127.0.0.1:{server}/img", allow_private=True) == PNG
+    assert fetch(f"http://127.0.0.1:{server}/chain/2", allow_private=True) == PNG
+    with pytest.raises(FetchError):
+        fetch(f"http://127.0.0.1:{server}/missing", allow_private=True)
+    assert len(opened) == 5 and all(sock.fileno() == -1 for sock in opened)  # 1 + 3 hops + 1, each closed
+
+
 @pytest.mark.parametrize("status", [300, 304, 305])
 def test_a_status_that_is_not_a_redirect_is_not_followed(status: int, server: int, public_name: list) -> None:
     with pytest.raises(FetchError, match=rf"HTTP error {status} "):
