@@ -58,6 +58,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
+# The longest files first (their minutes on CI's quiet machine, stop 35's --durations): each worker takes whole
+# files in collection order (--dist loadfile), so a long file collected last would leave the other worker idle
+# while it runs (longest-first is the classic makespan heuristic). Files not named keep their order, after these.
+LONGEST_FIRST = ("tests/test_accuracy_gate.py", "tests/training/test_soak.py", "tests/training/test_train_cli.py",
+                 "tests/training/test_exact_resume.py", "tests/sweep/test_sweep.py", "tests/commands/test_commands.py",
+                 "tests/training/test_stopping.py", "tests/test_untrusted_files.py", "tests/sweep/test_postgres.py",
+                 "tests/reproduce/test_reproduce.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: files stay whole
+
+
 # -- CI runs everything ------------------------------------------------------------------------------
 ON_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 # Reasons a test may still skip on CI: hardware that CI machines do not have.

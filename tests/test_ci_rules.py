@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import LONGEST_FIRST
+
 TESTS = '''
 import pytest
 from conftest import skip_or_fail
@@ -59,3 +61,9 @@ def test_on_ci_missing_things_fail_except_hardware(tmp_path: Path) -> None:
     assert "on CI this must run, but: PostgreSQL did not start" in out
     assert "skipped on CI, where everything must run" in out and "needs Chromium" in out
     assert re.search(r"SKIPPED .*needs a CUDA GPU", out)
+
+
+def test_the_files_run_first_exist() -> None:
+    """conftest's longest-first order names real files (a renamed one would silently fall back to the end)."""
+    root = Path(__file__).resolve().parents[1]
+    assert [name for name in LONGEST_FIRST if not (root / name).is_file()] == []
