@@ -37,7 +37,9 @@ import fmnist.photos.stream as stream_module
 from fmnist.commands.options.predict import build_parser
 from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
-from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch, human_bytes
+from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch, human_bytes, resolve_host
+from fmnist.photos.fetch import _read_body as read_body
+from fmnist.photos.fetch import _split as split_url
 from fmnist.photos.iiif import manifest_sources, read_manifest
 from fmnist.photos.iiif_json import MAX_JSON_DEPTH, IIIFError
 from fmnist.photos.inputs import PhotoError, PhotoSource, expand_inputs, fetch_url, load_photo, read_bytes
@@ -176,11 +178,83 @@ def public_name(monkeypatch: pytest.MonkeyPatch, server: int) -> list[tuple[str,
     ("::1", "loopback"), ("::", "unspecified"), ("fe80::1", "link-local"), ("fd00::1", "private"),
     ("ff02::1", "multicast"), ("::ffff:127.0.0.1", "loopback IPv4"), ("::ffff:169.254.169.254", "link-local IPv4"),
     ("::ffff:10.0.0.1", "private IPv4"), ("2002:a9fe:a9fe::1", "link-local IPv4"), ("64:ff9b::a00:1", "private IPv4"),
-    ("8.8.8.8", None), ("93.184.215.14", None), ("2606:4700:4700::1111", None), ("::ffff:8.8.8.8", None),
+    ("fec0::1", "site-local"), ("8.8.8.8", None), ("93.184.215.14", None), ("2606:4700:4700::1111", None), ("::ffff:8.8.8.8", None),
 ])
 def test_address_classification(address: str, kind: str | None) -> None:
     problem = address_problem(ip_address(address))
     assert (problem is None) if kind is None else (problem is not None and kind in problem)
+
+
+def test_a_name_resolves_to_each_of_its_addresses_once_without_zone_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fe80::1%eth0", 80, 0, 2)),
+               (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80)),
+               (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answers)
+    assert resolve_host("photos.example", 80) == [ip_address("fe80::1"), PUBLIC]
+    assert resolve_host("10.0.0.1", 80) == [ip_address("10.0.0.1")]  # a literal is not looked up
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: [])
+    with pytest.raises(FetchError, match=r"^cannot resolve host photos\.example \(no addresses\)\.$"):
+        resolve_host("photos.example", 80)
+
+
+def test_a_name_that_does_not_resolve_is_one_sentence_with_the_resolvers_words(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    with pytest.raises(FetchError) as info:
+        fetch("http://nowhere.example/a.jpg")
+    assert str(info.value) == "cannot resolve host nowhere.example (Name or service not known)."
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://photos.example/a b.jpg?q=1 2", ("http", "photos.example", 80, "/a%20b.jpg?q=1%202")),
+    ("https://photos.example", ("https", "photos.example", 443, "/")),
+    ("HTTPS://Photos.Example:8443/x", ("https", "photos.example", 8443, "/x")),
+    ("http://bücher.example/", ("http", "xn--bcher-kva.example", 80, "/")),
+])
+def test_a_url_splits_into_scheme_host_default_port_and_target(url: str, expected: tuple) -> None:
+    assert split_url(url) == expected
+
+
+def test_a_refused_connection_is_named_in_the_sentence(server: int) -> None:
+    """Every address refused: the error says what the last attempt met, not a generic 'no address'."""
+    with socket.socket() as probe:  # a port nothing listens on (bound, then released)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(FetchError, match=rf"^cannot fetch http://127\.0\.0\.1:{port}/a\.jpg \(ConnectionRefusedError"):
+        fetch(f"http://127.0.0.1:{port}/a.jpg", allow_private=True)
+
+
+def test_a_short_deadline_is_enough_for_a_fast_server(server: int) -> None:
+    """The deadline runs out at zero seconds left, not at one (a 0.5 s budget fetches a loopback image)."""
+    assert fetch(f"http://127.0.0.1:{server}/img", timeout=0.5, allow_private=True) == PNG
+
+
+class _Response:
+    """The two things _read_body asks of an HTTP response."""
+
+    def __init__(self, body: bytes, length: str | None) -> None:
+        self._body, self._length = io.BytesIO(body), length
+
+    def getheader(self, name: str) -> str | None:
+        return self._length if name == "Content-Length" else None
+
+    def read1(self, n: int) -> bytes:
+        return self._body.read(min(n, 7))  # small pieces: the running total is checked chunk by chunk
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_of_exactly_the_cap_is_read_and_one_byte_more_is_refused(declared: bool) -> None:
+    def response(size: int) -> _Response:
+        return _Response(b"x" * size, str(size) if declared else None)
+
+    assert read_body(response(100), max_bytes=100) == b"x" * 100
+    refusal = r"download is 101 bytes, over the 100 bytes size cap\." if declared else \
+        r"download exceeds the 100 bytes size cap; stopped\."
+    with pytest.raises(FetchError, match=rf"^{refusal}$"):
+        read_body(response(101), max_bytes=100)
 
 
 @pytest.mark.parametrize("url", [
