@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES: dict[str, list[str]] = {
     "fmnist/data/idx.py": ["tests/data/test_idx.py"],
     "fmnist/data/splits.py": ["tests/data/test_splits.py"],
-    "fmnist/data/augment.py": ["tests/data/test_augment.py"],
+    "fmnist/data/augment.py": ["tests/data/test_augment.py", "tests/photos/test_preprocess_photo_augment.py"],
     "fmnist/evaluation/metrics.py": ["tests/evaluation/test_evaluation.py"],
     "fmnist/evaluation/calibration.py": ["tests/evaluation/test_calibration.py"],
     "fmnist/serialization.py": ["tests/test_untrusted_files.py"],
