@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +146,57 @@ def test_a_scorer_applies_the_saved_temperature(cnn_checkpoint: Path, synthetic_
     np.testing.assert_allclose(tempered.outputs(images).probs, C.softmax(raw.outputs(images).logits / 2.5), atol=1e-5)
     pred = tempered.predictions(images, np.zeros(20, np.int64), dataset="fashion")
     assert pred.meta["temperature"] == 2.5
+
+
+def test_temper_worked_by_hand_on_one_row_and_on_none() -> None:
+    """At T = 2, softmax(log p / 2) = sqrt(p) / sum(sqrt(p)): [0.8, 0.2] -> [2/3, 1/3]; no rows stay no rows."""
+    np.testing.assert_allclose(C.temper(np.array([[0.8, 0.2]]), 2.0), [[2 / 3, 1 / 3]], rtol=1e-6)
+    empty = C.temper(np.zeros((0, 10)), 2.0)
+    assert empty.shape == (0, 10) and empty.dtype == np.float32
+
+
+def test_softmax_of_huge_logits_is_exact_not_nan() -> None:
+    """The row maximum is subtracted before exp: logits of 1000 would overflow otherwise."""
+    np.testing.assert_array_equal(C.softmax(np.array([[1000.0, 0.0], [0.0, -1000.0]])), [[1.0, 0.0], [1.0, 0.0]])
+
+
+def test_a_temperature_needs_two_predictions_and_two_are_enough() -> None:
+    pred = overconfident(2)
+    assert C.fit_temperature(pred) > 0
+    one = Predictions(probs=pred.probs[:1], labels=pred.labels[:1], indices=pred.indices[:1], dataset="fashion",
+                      model="one", class_names=FASHION_CLASSES)
+    with pytest.raises(FmnistError, match="cannot fit a temperature on 1 predictions"):
+        C.fit_temperature(one)
+
+
+def test_a_baselines_temperature_is_tied_to_its_saved_estimator(tmp_path: Path) -> None:
+    """No checkpoint, an estimator file: the record names it and fingerprints it (sha256 worked by hashlib)."""
+    artifact = tmp_path / "svm-ab.skops"
+    artifact.write_bytes(b"estimator bytes")
+    meta = {"artifact": str(artifact)}
+    path = C.save_temperature(meta, {"temperature": 1.3})
+    saved = json.loads(path.read_text())
+    assert saved["weights"] == str(artifact)
+    assert saved["weights_sha256"] == hashlib.sha256(b"estimator bytes").hexdigest()
+    artifact.write_bytes(b"refitted estimator")
+    with pytest.raises(FmnistError, match="fitted for other weights"):
+        C.load_temperature(meta)
+
+
+def test_a_missing_temperature_names_the_command_for_this_checkpoint(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "m.ckpt"
+    with pytest.raises(FmnistError, match=rf"`python evaluate.py calibrate {re.escape(str(checkpoint))}`\.$"):
+        C.load_temperature({"checkpoint": str(checkpoint)})
+
+
+def test_calibrate_records_its_fit_time_and_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record's fit time is the fit's own (within the call's), rounded to 0.1 ms; the run name falls back
+    to the model's."""
+    val, test = overconfident(300, seed=5), overconfident(300, seed=6)
+    monkeypatch.setattr(C, "evaluate", lambda target, split, **kwargs: val if split == "val" else test)
+    started = time.perf_counter()
+    record, scored = C.calibrate("anything", save=False)
+    elapsed = time.perf_counter() - started
+    assert 0 <= record["fit_seconds"] <= elapsed and record["fit_seconds"] == round(record["fit_seconds"], 4)
+    assert record["run"] == "overconfident" and scored is test and "file" not in record
+    assert record["temperature"] == pytest.approx(C.fit_temperature(val))
