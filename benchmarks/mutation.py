@@ -56,7 +56,7 @@ MODULES: dict[str, list[str]] = {
     "fmnist/data/augment.py": ["tests/data/test_augment.py", "tests/photos/test_preprocess_photo_augment.py"],
     "fmnist/evaluation/metrics.py": ["tests/evaluation/test_evaluation.py"],
     "fmnist/evaluation/calibration.py": ["tests/evaluation/test_calibration.py"],
-    "fmnist/serialization.py": ["tests/test_untrusted_files.py"],
+    "fmnist/serialization.py": ["tests/test_serialization.py", "tests/test_untrusted_files.py"],
     "fmnist/runs.py": ["tests/test_runs.py"],
     "fmnist/photos/fetch.py": ["tests/photos/test_fetch_safety.py"],
 }
