@@ -17,10 +17,13 @@ from fmnist.commands import call
 from fmnist.data.sources import FASHION_CLASSES
 from fmnist.errors import FmnistError
 from fmnist.evaluation.metrics import (
+    averages,
     calibration_bins,
     compute_metrics,
     expected_calibration_error,
     most_confused,
+    per_class_scores,
+    top_k_accuracy,
 )
 from fmnist.evaluation.report import write_report
 from fmnist.predictions import Predictions
@@ -89,6 +92,54 @@ def test_ece_and_bins_by_hand() -> None:
     assert bins[8]["accuracy"] == pytest.approx(0.5) and bins[5]["confidence"] == pytest.approx(0.6)
     perfect = np.eye(3)[[0, 1, 2]]
     assert expected_calibration_error(perfect, np.array([0, 1, 2])) == pytest.approx(0.0)
+
+
+def test_top_k_accuracy_matches_sklearn_on_uninformative_probabilities() -> None:
+    """Random probabilities (the true class anywhere in the ranking), every k, against scikit-learn."""
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet(np.ones(10), size=500)
+    labels = rng.integers(0, 10, size=500)
+    for k in range(1, 10):
+        assert top_k_accuracy(probs, labels, k) == pytest.approx(
+            skm.top_k_accuracy_score(labels, probs, k=k, labels=range(10))), k
+    assert top_k_accuracy(probs[:1], labels[:1], 10) == 1.0  # one sample, every class in the top 10
+    assert np.isnan(top_k_accuracy(probs[:0], labels[:0], 2))  # no samples: no accuracy, not 0
+
+
+def test_weighted_averages_of_a_single_sample() -> None:
+    """One sample, predicted right: its class has precision = recall = F1 = 1, weight 1 (support 1 of 1)."""
+    cm = np.zeros((3, 3), dtype=np.int64)
+    cm[1, 1] = 1
+    result = averages(per_class_scores(cm))
+    assert result["weighted"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert result["macro"] == pytest.approx({"precision": 1 / 3, "recall": 1 / 3, "f1": 1 / 3})
+
+
+def test_calibration_bins_put_an_edge_in_the_bin_below_and_the_lowest_in_the_first() -> None:
+    """Bins (lo, hi]: 5 bins of 0.2. Confidences 0.1 (all ten classes equal), 0.2 (on an edge), 0.21, 1.0."""
+    uniform = np.full(10, 0.1)
+    on_edge = np.array([0.2] + [0.8 / 9] * 9)
+    above = np.array([0.21] + [0.79 / 9] * 9)
+    certain = np.eye(10)[0]
+    probs = np.stack([uniform, on_edge, above, certain])
+    bins = calibration_bins(probs, np.zeros(4, dtype=int), n_bins=5)
+    assert [b["count"] for b in bins] == [2, 1, 0, 0, 1]
+    assert [b["lo"] for b in bins] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert [b["hi"] for b in bins] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert bins[0]["confidence"] == pytest.approx(0.15) and bins[4]["confidence"] == 1.0
+
+
+def test_the_documented_defaults_are_the_evaluators() -> None:
+    """docs/evaluation.md: top-2/3/5, 15 equal-width confidence bins, low confidence below 0.8."""
+    docs = (ROOT / "docs" / "evaluation.md").read_text()
+    assert "top-2/3/5 accuracy" in docs and "15 equal-width confidence bins" in docs
+    assert "top probability < 0.8" in docs
+    pred = hand_made(200, with_images=False)
+    m = compute_metrics(pred)
+    assert sorted(m["top_k_accuracy"]) == ["2", "3", "5"] and m["calibration_bins"] == 15
+    assert m["ece"] == pytest.approx(expected_calibration_error(pred.probs, pred.labels, n_bins=15))
+    assert m["low_confidence"]["threshold"] == 0.8
+    assert m["low_confidence"]["count"] == int((pred.probs.max(axis=1) < 0.8).sum())
 
 
 def test_most_confused_pairs_largest_first() -> None:
