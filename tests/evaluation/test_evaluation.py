@@ -127,6 +127,9 @@ def test_calibration_bins_put_an_edge_in_the_bin_below_and_the_lowest_in_the_fir
     assert [b["lo"] for b in bins] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
     assert [b["hi"] for b in bins] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert bins[0]["confidence"] == pytest.approx(0.15) and bins[4]["confidence"] == 1.0
+    # ECE of one sample, right at confidence 0.9: |1 - 0.9|; of none: undefined, not 0
+    assert expected_calibration_error(np.array([[0.9, 0.1]]), np.array([0])) == pytest.approx(0.1)
+    assert np.isnan(expected_calibration_error(np.zeros((0, 2)), np.zeros(0, dtype=int)))
 
 
 def test_the_documented_defaults_are_the_evaluators() -> None:
