@@ -200,3 +200,12 @@ def test_calibrate_records_its_fit_time_and_the_run(monkeypatch: pytest.MonkeyPa
     assert 0 <= record["fit_seconds"] <= elapsed and record["fit_seconds"] == round(record["fit_seconds"], 4)
     assert record["run"] == "overconfident" and scored is test and "file" not in record
     assert record["temperature"] == pytest.approx(C.fit_temperature(val))
+
+
+def test_a_run_folder_without_weights_keeps_a_temperature_without_a_fingerprint(tmp_path: Path) -> None:
+    """Nothing to fingerprint (no checkpoint or estimator named, or the named one gone): saved and read back as is."""
+    for meta in ({"run_dir": str(tmp_path / "a")}, {"run_dir": str(tmp_path / "b"), "checkpoint": "gone.ckpt"}):
+        Path(meta["run_dir"]).mkdir()
+        saved = json.loads(C.save_temperature(meta, {"temperature": 2.5}).read_text())
+        assert saved["weights_sha256"] is None and saved["weights"] == meta.get("checkpoint")
+        assert C.load_temperature(meta) == 2.5
