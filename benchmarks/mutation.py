@@ -215,6 +215,9 @@ def apply(module: ModuleType, mutant: Mutant, path: str) -> None:
             for function in functions:  # ... and the defaults they were bound to (``shape=IMAGE_SHAPE``)
                 if function.__defaults__ and any(d is old for d in function.__defaults__):
                     function.__defaults__ = tuple(value if d is old else d for d in function.__defaults__)
+                if function.__kwdefaults__ and any(d is old for d in function.__kwdefaults__.values()):
+                    # keyword-only ones too (``*, n_bins=DEFAULT_BINS``): missed, such a mutant always survived
+                    function.__kwdefaults__ = {k: value if d is old else d for k, d in function.__kwdefaults__.items()}
 
 
 def _canary(*args: object, **kwargs: object) -> None:

@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from fmnist.data.augment import AugmentSettings
 from fmnist.data.datamodule import ImageDataModule
 from fmnist.data.sources import load_dataset
-from fmnist.data.splits import stratified_fold, stratified_split, stratified_subset
+from fmnist.data.splits import check_fold_count, stratified_fold, stratified_split, stratified_subset
 from fmnist.errors import FmnistError
 
 
@@ -242,3 +242,17 @@ def test_a_subset_as_large_as_the_indices_is_all_of_them_in_their_order(labels: 
     indices = np.array([5, 3, 9, 1, 7, 2, 8, 0, 6, 4]) * 7
     assert stratified_subset(indices, labels, len(indices)) is indices  # nothing drawn, order kept
     assert stratified_subset(indices, labels, 1000) is indices
+
+
+def test_fold_count_checks_the_smallest_class_present_to_the_image() -> None:
+    """Classes of 3, 5 and 0 (absent) images: 3 folds fit exactly, 4 do not; an absent class is not the smallest."""
+    labels = np.array([0] * 3 + [2] * 5)
+    check_fold_count(labels, 3)
+    with pytest.raises(FmnistError) as info:
+        check_fold_count(labels, 4)
+    assert str(info.value) == ("--folds 4 needs at least 4 training images of every class, but the smallest class "
+                               "has 3 (of 8 images); use --folds 2 to 3.")
+    with pytest.raises(FmnistError, match=r"smallest class has 1 \(of 3 images\); use --folds 2 to 2\.$"):
+        check_fold_count(np.array([0, 0, 1]), 2)
+    with pytest.raises(FmnistError, match=r"smallest class has 0 \(of 0 images\)"):
+        check_fold_count(np.array([], dtype=np.int64), 2)

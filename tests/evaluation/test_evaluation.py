@@ -145,6 +145,37 @@ def test_the_documented_defaults_are_the_evaluators() -> None:
     assert m["low_confidence"]["count"] == int((pred.probs.max(axis=1) < 0.8).sum())
 
 
+def test_low_confidence_is_strictly_below_the_threshold_and_scored_by_hand() -> None:
+    """Confidences 0.8 (on the threshold: not low), 0.7 right, 0.6 wrong, 0.55 right: 3 low, 2 of them right."""
+    probs = np.array([[0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.45, 0.55]])
+    pred = Predictions(probs=probs, labels=np.array([0, 0, 0, 1]), indices=np.arange(4), dataset="fashion",
+                       model="hand", class_names=["a", "b"])
+    low = compute_metrics(pred)["low_confidence"]
+    assert low == {"threshold": 0.8, "count": 3, "fraction": 0.75, "accuracy": pytest.approx(2 / 3)}
+    empty = Predictions(probs=np.zeros((0, 2)), labels=np.zeros(0, dtype=int), indices=np.zeros(0, dtype=int),
+                        dataset="fashion", model="hand", class_names=["a", "b"])
+    assert compute_metrics(empty)["low_confidence"] == {"threshold": 0.8, "count": 0, "fraction": 0.0,
+                                                         "accuracy": None}
+
+
+def test_top_k_is_reported_for_k_from_1_to_below_the_class_count() -> None:
+    """k = 0 means nothing and k = number of classes is always 100%: both left out."""
+    pred = hand_made(100, with_images=False)
+    assert sorted(compute_metrics(pred, top_k=(0, 1, 9, 10))["top_k_accuracy"], key=int) == ["1", "9"]
+    assert compute_metrics(pred, top_k=(1,))["top_k_accuracy"]["1"] == compute_metrics(pred)["accuracy"]
+
+
+def test_the_report_lists_the_ten_most_confused_pairs() -> None:
+    """docs/evaluation.md: confused_pairs.csv holds the 10 largest off-diagonal cells (here 90 are non-zero)."""
+    assert "`confused_pairs.csv` (the 10 largest off-diagonal cells)" in (ROOT / "docs" / "evaluation.md").read_text()
+    labels = np.repeat(np.arange(10), 10)
+    preds = np.tile(np.arange(10), 10)  # every cell of the confusion matrix once
+    probs = np.eye(10)[preds] * 0.9 + 0.01
+    pred = Predictions(probs=probs, labels=labels, indices=np.arange(100), dataset="fashion", model="hand",
+                       class_names=FASHION_CLASSES)
+    assert len(compute_metrics(pred)["most_confused"]) == 10
+
+
 def test_most_confused_pairs_largest_first() -> None:
     cm = np.array([[50, 3, 0], [7, 40, 1], [0, 7, 30]])
     pairs = most_confused(cm, ["a", "b", "c"], k=3)
