@@ -64,6 +64,28 @@ def test_reframe_restores_the_dataset_frame() -> None:
     assert torch.allclose(reframe(full), full, atol=1e-5)  # already framed: unchanged
 
 
+@pytest.mark.parametrize(("rows", "cols"), [(slice(0, 8), slice(0, 8)), (slice(20, 28), slice(20, 28)),
+                                           (slice(0, 8), slice(20, 28)), (slice(20, 28), slice(0, 8))])
+def test_reframe_of_a_block_in_a_corner_fills_the_frame(rows: slice, cols: slice) -> None:
+    """An 8 x 8 block touching two edges of the frame: its box is exactly the block (the first and last row and
+    column count), so it is scaled 3.5x to fill the whole 28 x 28 frame."""
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, rows, cols] = 1.0
+    framed = reframe(x)
+    assert box(framed[0] > 0.5) == (0, 28, 0, 28)
+    assert framed[0, 0, 4:24, 4:24].min() > 0.99  # bilinear edges aside, all of it
+
+
+def test_reframe_centres_a_bar_wherever_it_lies_even_on_the_first_row_or_column() -> None:
+    """A one-pixel bar across the frame is centred: on row 0 or row 10 (column 0 or 10), the same image."""
+    bars = torch.zeros(4, 1, 28, 28)
+    bars[0, 0, 0, :] = bars[1, 0, 10, :] = 1.0  # across, on the first row and on row 10
+    bars[2, 0, :, 0] = bars[3, 0, :, 10] = 1.0  # down, on the first column and on column 10
+    framed = reframe(bars)
+    assert torch.allclose(framed[0], framed[1], atol=1e-6) and torch.allclose(framed[2], framed[3], atol=1e-6)
+    assert framed[0, 0].sum(dim=1).argmax() in (13, 14) and framed[2, 0].sum(dim=0).argmax() in (13, 14)
+
+
 def test_aspect_widens_or_narrows_and_reframe_keeps_the_longest_side_full() -> None:
     aug = BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, fill_mode="constant", aspect=1.0, reframe=True)
     torch.manual_seed(0)
