@@ -245,3 +245,35 @@ def test_augmentation_settings_are_one_group_and_old_spellings_name_the_new_key(
     assert settings_from_hparams({"augment": True, "hflip": True, "augment_share": 0.5}) == \
         AugmentSettings(enabled=True, hflip=True, share=0.5)
     assert settings_from_hparams({"augment": {"enabled": False}}) == AugmentSettings()
+
+
+def test_the_defaults_are_the_studies_keras_layers() -> None:
+    """Study B's pipeline: RandomRotation(0.05) (a fraction of a turn: +-18 degrees), RandomZoom(0.1),
+    RandomContrast(0.2), fill mode reflect; nothing of our own recipe switched on."""
+    aug = BatchAugment()
+    assert (aug.rotation, aug.zoom, aug.contrast, aug.fill_mode) == (0.05, 0.1, 0.2, "reflect")
+    assert (aug.random_erasing, aug.hflip, aug.translate, aug.share) == (0.0, False, 0.0, 1.0)
+    assert repr(aug) == ("BatchAugment(rotation=0.05, zoom=0.1, contrast=0.2, fill_mode=reflect, random_erasing=0.0, "
+                         "hflip=False, translate=0.0)")  # the photo options appear only when one is set
+    assert repr(BatchAugment(share=0.5)).endswith("noise=0.0, share=0.5)")
+
+
+def test_share_one_augments_every_image_with_the_same_draws_as_without_share() -> None:
+    """share = 1 takes no extra random draw: the augmentation is draw for draw the plain one."""
+    x = ell_image().repeat(6, 1, 1, 1)
+    aug = BatchAugment(share=1.0)
+    torch.manual_seed(5)
+    with_share = aug(x)
+    torch.manual_seed(5)
+    assert torch.equal(with_share, aug._augment(x))
+
+
+def test_horizontal_flips_are_drawn_half_and_half() -> None:
+    """hflip alone: each image comes out as itself or its mirror; of 400, both kinds, near half each."""
+    x = ell_image().repeat(400, 1, 1, 1)
+    torch.manual_seed(6)
+    y = BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, hflip=True)(x)
+    same = torch.isclose(y, x, atol=1e-5).flatten(1).all(dim=1)
+    mirrored = torch.isclose(y, x.flip(-1), atol=1e-5).flatten(1).all(dim=1)
+    assert bool((same | mirrored).all()) and not bool((same & mirrored).any())
+    assert 150 < int(mirrored.sum()) < 250  # binomial(400, 0.5): 5 standard deviations either side
