@@ -277,3 +277,32 @@ def test_horizontal_flips_are_drawn_half_and_half() -> None:
     mirrored = torch.isclose(y, x.flip(-1), atol=1e-5).flatten(1).all(dim=1)
     assert bool((same | mirrored).all()) and not bool((same & mirrored).any())
     assert 150 < int(mirrored.sum()) < 250  # binomial(400, 0.5): 5 standard deviations either side
+
+
+def _warp_by_hand(x: torch.Tensor, theta: list[list[float]]) -> torch.Tensor:
+    """torch's own affine warp of ``x`` by one 2 x 3 matrix (reflect fill off: zeros)."""
+    matrix = torch.tensor(theta, dtype=x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def test_rotation_and_zoom_together_are_the_affine_warp_worked_by_hand() -> None:
+    """At the top of both ranges: angle 0.05 x 2 pi (18 degrees), scale 1 + 0.25; the sampling matrix is
+    s [[cos a, -sin a], [sin a, cos a]] (F.affine_grid's convention, no translation)."""
+    x = ell_image().repeat(2, 1, 1, 1)
+    angle, scale = 0.05 * 2 * math.pi, 1.25
+    c, s = math.cos(angle) * scale, math.sin(angle) * scale
+    expected = _warp_by_hand(x, [[c, -s, 0.0], [s, c, 0.0]])
+    got = fixed_draws(BatchAugment(rotation=0.05, zoom=0.25, contrast=0.0, fill_mode="constant"), "high")(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_aspect_stretches_width_and_height_by_e_to_the_half_range() -> None:
+    """aspect 1.0, top of its range (+-aspect/2): log ratio 0.5, so x is sampled at e^-0.5 (the object widens by
+    e^0.5) and y at e^0.5 (it gets shorter by as much)."""
+    x = ell_image().repeat(2, 1, 1, 1)
+    r = 0.5
+    expected = _warp_by_hand(x, [[math.exp(-r), 0.0, 0.0], [0.0, math.exp(r), 0.0]])
+    got = fixed_draws(BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, fill_mode="constant", aspect=1.0),
+                      "high")(x)
+    assert torch.allclose(got, expected, atol=1e-5)
