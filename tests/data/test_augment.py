@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from fmnist.data.augment import AugmentSettings, BatchAugment, _affine_grid
 from fmnist.data.datamodule import ImageDataModule
@@ -306,3 +307,73 @@ def test_aspect_stretches_width_and_height_by_e_to_the_half_range() -> None:
     got = fixed_draws(BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, fill_mode="constant", aspect=1.0),
                       "high")(x)
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_the_warp_of_a_wide_image_is_the_affine_warp_worked_by_hand() -> None:
+    """Height and width are not mixed up on a 28 x 36 image (the grid is built from each side)."""
+    x = torch.zeros(2, 1, 28, 36)
+    x[:, :, 6:22, 10:14] = 1.0
+    x[:, :, 18:22, 10:30] = 0.6
+    angle, scale = 0.05 * 2 * math.pi, 1.25
+    c, s = math.cos(angle) * scale, math.sin(angle) * scale
+    got = fixed_draws(BatchAugment(rotation=0.05, zoom=0.25, contrast=0.0, fill_mode="constant"), "high")(x)
+    assert torch.allclose(got, _warp_by_hand(x, [[c, -s, 0.0], [s, c, 0.0]]), atol=1e-5)
+
+
+def test_contrast_at_the_bottom_of_its_range_scales_deviation_by_0_8() -> None:
+    x = torch.rand(2, 1, 28, 28) * 0.5 + 0.25
+    y = fixed_draws(BatchAugment(rotation=0.0, zoom=0.0, contrast=0.2), "low")(x)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(y, (x - mean) * 0.8 + mean, atol=1e-6)
+
+
+def test_noise_touches_only_the_object_with_the_drawn_standard_deviation() -> None:
+    """noise 0.05 at the top of its range: object pixels (0.5) get N(0, 0.05^2) added, black stays black; at the
+    bottom of the range (std 0) nothing changes."""
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 4:24, 4:24] = 0.5
+    options = dict(rotation=0.0, zoom=0.0, contrast=0.0, noise=0.05)
+    torch.manual_seed(8)
+    y = fixed_draws(BatchAugment(**options), "high")(x)
+    added = (y - x)[:, :, 4:24, 4:24]
+    assert float(added.std()) == pytest.approx(0.05, rel=0.05) and abs(float(added.mean())) < 0.002
+    assert torch.equal(y[x == 0], x[x == 0])
+    assert torch.equal(fixed_draws(BatchAugment(**options), "low")(x), x)
+
+
+@pytest.mark.parametrize(("blur", "channels"), [(0.6, 1), (1.0, 1), (2.0, 3)])
+def test_blur_is_scipys_gaussian_filter_truncated_at_3_sigma(blur: float, channels: int) -> None:
+    """At the top of its range sigma = blur; scipy.ndimage's Gaussian (truncate 3 sigma, zeros outside) is the
+    reference, for every channel of every image."""
+    x = torch.zeros(2, channels, 28, 28)
+    x[:, :, 8:20, 11:17] = 1.0
+    x[:, :, 4:6, 4:24] = 0.5
+    got = fixed_draws(BatchAugment(rotation=0.0, zoom=0.0, contrast=0.0, blur=blur), "high")(x)
+    reference = ndimage.gaussian_filter(x.double().numpy(), sigma=(0, 0, blur, blur), truncate=3.0, mode="constant")
+    assert torch.allclose(got.double(), torch.from_numpy(reference), atol=1e-6)
+
+
+def _erased(out: torch.Tensor, x: torch.Tensor) -> list[tuple[int, int]]:
+    """(height, width) of the erased rectangle of each image (the pixels that changed)."""
+    sizes = []
+    for changed in (out != x).any(dim=1):
+        rows, cols = changed.any(dim=1).nonzero().flatten(), changed.any(dim=0).nonzero().flatten()
+        sizes.append((int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)))
+    return sizes
+
+
+def test_random_erasing_rectangles_at_the_ends_of_their_ranges() -> None:
+    """Area 2-40% of the image, aspect (h / w) 0.3 to 1/0.3, rounded, at least one pixel a side, inside the image.
+    Top of both ranges on 28 x 28: h = sqrt(0.4 * 784 / 0.3) -> 28 (clamped), w = sqrt(0.4 * 784 * 0.3) = 9.7 -> 10;
+    bottom: h = sqrt(0.02 * 784 * 0.3) = 2.17 -> 2, w = sqrt(0.02 * 784 / 0.3) = 7.2 -> 7; on 8 x 8, bottom:
+    h = sqrt(0.02 * 64 * 0.3) = 0.62 -> 1 (the one-pixel floor), w = 2.07 -> 2."""
+    options = dict(rotation=0.0, zoom=0.0, contrast=0.0, random_erasing=1.0)
+    torch.manual_seed(9)
+    x = torch.full((200, 1, 28, 28), 2.0)  # outside the [0, 1) noise the rectangle is filled with
+    high = fixed_draws(BatchAugment(**options), "high")(x)
+    assert set(_erased(high, x)) == {(28, 10)}
+    lefts = {int((image[0] != 2.0).any(dim=0).nonzero().min()) for image in high}
+    assert lefts == set(range(19))  # every position from 0 to 28 - 10, each drawn
+    assert set(_erased(fixed_draws(BatchAugment(**options), "low")(x), x)) == {(2, 7)}
+    small = torch.full((50, 1, 8, 8), 2.0)
+    assert set(_erased(fixed_draws(BatchAugment(**options), "low")(small), small)) == {(1, 2)}
