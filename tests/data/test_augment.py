@@ -240,6 +240,12 @@ def test_augmentation_settings_are_one_group_and_old_spellings_name_the_new_key(
     with pytest.raises(FmnistError, match=r"^data.zoom is now data.augment.zoom: augmentation settings are one "
                                           r"group, data.augment.\*; rename it in x.yaml.$"):
         refuse_old_augment_keys({"zoom": 0.2, "augment": {"enabled": True}}, "x.yaml")
+    with pytest.raises(FmnistError, match=r"^data.augment is now data.augment.enabled \(and 2 more: data.rotation, "
+                                          r"data.augment_share\): augmentation settings"):
+        refuse_old_augment_keys({"augment": True, "rotation": 0.1, "augment_share": 0.5}, "x.yaml")
+    with pytest.raises(FmnistError, match=r"^data.augment is now data.augment.enabled \(and 1 more: data.zoom\): "):
+        refuse_old_augment_keys({"augment": False, "zoom": 0.1}, "x.yaml")
+    refuse_old_augment_keys({"augment": {"enabled": True, "zoom": 0.1}}, "x.yaml")  # today's spelling: no error
     with pytest.raises(FmnistError, match="data.augment has no setting 'rotate'; the settings are enabled, rotation"):
         AugmentSettings.of({"rotate": 0.1})
     # A run saved before the grouping (flat hyperparameters) reads back as the same settings.
