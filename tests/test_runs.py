@@ -108,3 +108,17 @@ def test_machine_description_names_what_timings_ran_on() -> None:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     assert text == (f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}, "
                     f"Python {platform.python_version()}")
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "../up", "a\\b", "nul\0byte", "/abs"])
+def test_a_run_name_that_is_not_one_folder_is_one_sentence(bad: str) -> None:
+    with pytest.raises(FmnistError) as info:
+        runs.check_folder_name("trainer.logger.init_args.name", bad)
+    assert str(info.value) == (f"trainer.logger.init_args.name {bad!r} must be one folder name (no '/', not '.' or "
+                               f"'..'): runs live in <save_dir>/<name>/<version>; choose another --logdir to put "
+                               f"them elsewhere.")
+
+
+@pytest.mark.parametrize("good", [None, "deep", "deep-s42", "version_3", ".hidden", "a..b", 7])
+def test_one_folder_name_or_none_passes(good: object) -> None:
+    runs.check_folder_name("trainer.logger.init_args.version", good)
