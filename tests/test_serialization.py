@@ -5,6 +5,7 @@ tests/test_untrusted_files.py.) Expected values are worked by hand or made by to
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ def test_weights_mismatch_counts_missing_unexpected_and_reshaped_weights() -> No
                                                  "1 other shapes (e.g. a (3, 2) vs (2, 3))")
     assert weights_mismatch(expected, {"a": torch.zeros(2, 3), "b": torch.zeros(4), "c": torch.zeros(1)}) == \
         "1 missing (e.g. d)"
+
+
+def test_the_default_cap_takes_exactly_16_mib_and_refuses_one_byte_more(tmp_path: Path) -> None:
+    """Through the function's own default (sparse files: nothing is written)."""
+    exact, over = tmp_path / "exact.json", tmp_path / "over.json"
+    for path, size in ((exact, 16 * 2**20), (over, 16 * 2**20 + 1)):
+        with path.open("wb") as handle:
+            handle.truncate(size)
+    assert len(read_text_capped(exact)) == 16 * 2**20
+    with pytest.raises(FmnistError, match=r"is 16\.0 MiB, over the 16\.0 MiB a file"):
+        read_text_capped(over)
+
+
+@pytest.mark.parametrize(("cap", "size", "words"), [(24, 25, "25 bytes, over the 24 bytes"),
+                                                     (1023, 1024, "1 KiB, over the 1023 bytes"),
+                                                     (2**20 - 1, 2**20, "1.0 MiB, over the 1024 KiB")])
+def test_sizes_switch_unit_at_one_kib_and_one_mib(tmp_path: Path, cap: int, size: int, words: str) -> None:
+    path = tmp_path / "f.json"
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    with pytest.raises(FmnistError, match=re.escape(f"is {words} a file")):
+        read_text_capped(path, max_bytes=cap)
