@@ -197,6 +197,14 @@ def _function(namespace: dict, qualname: str) -> FunctionType:
 _SIMPLE = (bool, int, float, str, bytes, tuple, frozenset, type(None))
 
 
+def module_functions(module: ModuleType) -> list[FunctionType]:
+    """The functions in ``module``'s namespace (imported ones too) and the methods of the classes it defines."""
+    functions = [f for f in vars(module).values() if isinstance(f, FunctionType)]
+    functions += [f for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
+                  for f in vars(c).values() if isinstance(f, FunctionType)]
+    return functions
+
+
 def apply(module: ModuleType, mutant: Mutant, path: str) -> None:
     """Make the live ``module`` behave as the mutated source (in this process only)."""
     namespace = {"__name__": module.__name__, "__file__": module.__file__, "__package__": module.__package__}
@@ -205,9 +213,7 @@ def apply(module: ModuleType, mutant: Mutant, path: str) -> None:
         old, new = _function(vars(module), mutant.owner), _function(namespace, mutant.owner)
         old.__code__, old.__defaults__, old.__kwdefaults__ = new.__code__, new.__defaults__, new.__kwdefaults__
         return
-    functions = [f for f in vars(module).values() if isinstance(f, FunctionType)]
-    functions += [f for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
-                  for f in vars(c).values() if isinstance(f, FunctionType)]
+    functions = module_functions(module)
     for name, value in namespace.items():  # module-level constants: the values the module's functions look up
         old = vars(module).get(name)
         if isinstance(value, _SIMPLE) and name in vars(module) and old != value:
@@ -227,11 +233,8 @@ def _canary(*args: object, **kwargs: object) -> None:
 def break_everything(module: ModuleType) -> None:
     """Every function of ``module`` (and its classes' methods) raises: the tests must fail, or they cannot see
     a mutant at all (they run the module in another process: a subprocess, or pytest-xdist workers)."""
-    functions = [f for f in vars(module).values() if isinstance(f, FunctionType) and f.__module__ == module.__name__]
-    functions += [f for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
-                  for f in vars(c).values() if isinstance(f, FunctionType)]
-    for function in functions:
-        if not function.__code__.co_freevars:  # a closure's code can only take code with the same free variables
+    for function in module_functions(module):
+        if function.__module__ == module.__name__ and not function.__code__.co_freevars:  # its own, not imported  # a closure's code can only take code with the same free variables
             function.__code__ = _canary.__code__
 
 

@@ -22,6 +22,13 @@ from fmnist.serialization import (
 )
 
 
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of ``size`` zero bytes that the file system need not store (nothing is written)."""
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
+
+
 def test_the_text_cap_is_16_mib_as_the_docs_say() -> None:
     """docs/cli.md: "any metrics.json over 16 MiB" is refused before it is read."""
     assert MAX_TEXT_BYTES == 16 * 1024 * 1024
@@ -41,9 +48,7 @@ def test_a_text_file_of_exactly_the_cap_is_read_and_one_byte_more_is_refused(tmp
 
 
 def test_sizes_in_the_refusal_are_in_the_unit_a_person_reads(tmp_path: Path) -> None:
-    big = tmp_path / "big.json"
-    with big.open("wb") as handle:  # sparse: 3 MiB + 1 byte without writing them
-        handle.truncate(3 * 2**20 + 1)
+    big = sparse_file(tmp_path / "big.json", 3 * 2**20 + 1)
     with pytest.raises(FmnistError, match=r"is 3\.0 MiB, over the 2 KiB a file"):
         read_text_capped(big, max_bytes=2048)
     with pytest.raises(FmnistError, match=r"is 3\.0 MiB, over the 1\.0 MiB a file"):
@@ -112,10 +117,7 @@ def test_weights_mismatch_counts_missing_unexpected_and_reshaped_weights() -> No
 
 def test_the_default_cap_takes_exactly_16_mib_and_refuses_one_byte_more(tmp_path: Path) -> None:
     """Through the function's own default (sparse files: nothing is written)."""
-    exact, over = tmp_path / "exact.json", tmp_path / "over.json"
-    for path, size in ((exact, 16 * 2**20), (over, 16 * 2**20 + 1)):
-        with path.open("wb") as handle:
-            handle.truncate(size)
+    exact, over = sparse_file(tmp_path / "exact.json", 16 * 2**20), sparse_file(tmp_path / "over.json", 16 * 2**20 + 1)
     assert len(read_text_capped(exact)) == 16 * 2**20
     with pytest.raises(FmnistError, match=r"is 16\.0 MiB, over the 16\.0 MiB a file"):
         read_text_capped(over)
@@ -125,8 +127,6 @@ def test_the_default_cap_takes_exactly_16_mib_and_refuses_one_byte_more(tmp_path
                                                      (1023, 1024, "1 KiB, over the 1023 bytes"),
                                                      (2**20 - 1, 2**20, "1.0 MiB, over the 1024 KiB")])
 def test_sizes_switch_unit_at_one_kib_and_one_mib(tmp_path: Path, cap: int, size: int, words: str) -> None:
-    path = tmp_path / "f.json"
-    with path.open("wb") as handle:
-        handle.truncate(size)
+    path = sparse_file(tmp_path / "f.json", size)
     with pytest.raises(FmnistError, match=re.escape(f"is {words} a file")):
         read_text_capped(path, max_bytes=cap)
