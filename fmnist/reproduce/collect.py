@@ -129,7 +129,8 @@ def _train_row(row: dict[str, Any], records: list[Mapping[str, Any]]) -> None:
                shirt_acc=mean_std([m["per_class_acc"][SHIRT] for m in metrics
                                    if SHIRT in (m.get("per_class_acc") or {})])[0],
                params=metrics[0].get("trainable_params") if metrics else None,
-               precisions=sorted({r["provenance"]["precision"] for r in records if r["provenance"].get("precision")}))
+               precisions=sorted({r["provenance"]["precision"] for r in records if r["provenance"].get("precision")}),
+               seed_precisions=[(r.get("seed"), r["provenance"].get("precision")) for r in records])
     if records and records[0].get("report"):
         row["report"] = records[0]["report"]
     if records and records[0].get("curves"):

@@ -35,7 +35,7 @@ def _ours(row: dict[str, Any]) -> str:
         text += " (validation)"
     if values := _values(row):
         text += f" ({values})"
-    return text
+    return text + T.mixed_precision(row)
 
 
 def _published(row: dict[str, Any]) -> str:

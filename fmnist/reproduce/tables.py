@@ -137,9 +137,23 @@ def experiment_cells(r: dict[str, Any], escape: Any = str) -> list[str]:
     metric = " (val)" if r["metric"] == "val" else ""
     anchor = f"{pct(r['anchor'])} {escape(r['anchor_text'])}" if r.get("anchor") else ""
     epochs = "/".join(str(x) for x in r.get("epochs") or []) or "—"
-    return [escape(title(r)), pct(r.get("mean"), r.get("std")) + metric, str(r.get("n", 0)),
+    return [escape(title(r)), pct(r.get("mean"), r.get("std")) + metric + escape(mixed_precision(r)), str(r.get("n", 0)),
             escape(r["study_text"]), anchor, epochs, seconds_text(r.get("seconds_per_epoch")),
             escape(", ".join(r.get("commits") or []) or "—")]
+
+
+def mixed_precision(r: dict[str, Any]) -> str:
+    """Which seeds trained in which precision, only where a row's seeds differ ('' otherwise).
+
+    Why: the default precision follows the machine (bf16 autocast where the CPU has it natively), so a row resumed
+    on another machine can mix float32 and bf16 seeds; its mean is then said to be of both, never silently.
+    """
+    by_precision: dict[str, list[str]] = {}
+    for seed, precision in r.get("seed_precisions") or []:
+        by_precision.setdefault(precision or "unknown", []).append(f"s{seed}")
+    if len(by_precision) < 2:
+        return ""
+    return " [" + "; ".join(f"{p}: {', '.join(seeds)}" for p, seeds in sorted(by_precision.items())) + "]"
 
 
 def precision_note(precisions: list[str]) -> str:

@@ -243,3 +243,16 @@ def test_a_downstream_record_is_current_only_with_the_current_run_it_scored(ledg
     _train(ledger, "deep", 1, 0.90, recipe={**_recipe("deep"), "model.lr": 0.5})
     data = collect(ledger, FULLISH)
     assert {(s["experiment"], s["item"]) for s in data["stale"]} == {("deep", "s1"), ("mnist-cross", "deep-s1")}
+
+
+def test_a_row_whose_seeds_trained_in_two_precisions_says_which(tmp_path: Path) -> None:
+    ledger = tmp_path / "results"
+    _train(ledger, "deep", 1, 0.915, precision="32-true")
+    _train(ledger, "deep", 2, 0.917, precision="bf16-mixed")
+    _train(ledger, "resnet", 1, 0.91, precision="bf16-mixed")
+    _train(ledger, "resnet", 2, 0.912, precision="bf16-mixed")
+    text = write_results(ledger, FULLISH, repo=tmp_path).read_text()
+    deep = next(line for line in text.splitlines() if line.startswith("| Study B: deep"))
+    resnet = next(line for line in text.splitlines() if line.startswith("| Study A: small ResNet"))
+    assert "[32-true: s1; bf16-mixed: s2]" in deep
+    assert "[" not in resnet.split("|")[2]  # one precision: nothing added
