@@ -20,18 +20,14 @@ from typing import Any
 
 import torch
 
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, human_bytes
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 MAX_TEXT_BYTES = 16 * 2**20  # a metrics.json is a few KB, a report's a few hundred; configs smaller still
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{n} bytes"
-
-
 def too_large(path: Path, size: int, max_bytes: int) -> FmnistError:
-    return FmnistError(f"{path} is {_size(size)}, over the {_size(max_bytes)} a file of this kind can be; it was "
+    return FmnistError(f"{path} is {human_bytes(size)}, over the {human_bytes(max_bytes)} a file of this kind can be; it was "
                        f"not written by fmnist (or it was damaged): pass the right file.")
 
 

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from urllib.parse import quote, urljoin, urlsplit
 
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, human_bytes
 
 DEFAULT_TIMEOUT = 15.0  # seconds for a whole URL fetch: connect, headers, body and redirects
 DEFAULT_MAX_BYTES = 25 * 2**20  # per download; phone photos are a few MB
@@ -47,11 +47,6 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class FetchError(FmnistError):
     """A URL could not be fetched, or was refused; the message is one line."""
-
-
-def human_bytes(n: int) -> str:
-    """``26214400`` -> ``25.0 MiB``: sizes in messages."""
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{n} bytes"
 
 
 # ----------------------------------------------------------------------------- which addresses are public

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fmnist.errors import FmnistError
-from fmnist.photos.fetch import human_bytes
+from fmnist.errors import FmnistError, human_bytes
 from fmnist.photos.inputs import DEFAULT_TIMEOUT, PhotoError, read_bytes
 
 DEFAULT_MAX_JSON_BYTES = 16 * 2**20  # a 1,000-page book's manifest is a few MB

@@ -37,7 +37,8 @@ import fmnist.photos.stream as stream_module
 from fmnist.commands.options.predict import build_parser
 from fmnist.commands.shims import evaluate_py as main
 from fmnist.data.sources import FASHION_CLASSES
-from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch, human_bytes, resolve_host
+from fmnist.errors import human_bytes
+from fmnist.photos.fetch import BoundedCache, FetchError, address_problem, fetch, resolve_host
 from fmnist.photos.fetch import _read_body as read_body
 from fmnist.photos.fetch import _split as split_url
 from fmnist.photos.iiif import manifest_sources, read_manifest
