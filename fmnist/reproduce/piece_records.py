@@ -52,7 +52,9 @@ def has_finished(ctx: Context, exp: Experiment, model: str, seeds: list[int]) ->
     """Whether ``model``'s training piece has finished these seeds (in the ledger, or as run folders here).
 
     A downstream piece only scores finished models: ``--only explain`` does not train every model first. A seed
-    in the ledger whose run folder is not on this machine is trained again (CPU runs repeat bit for bit).
+    in the ledger whose run folder is not on this machine is trained again before it is scored; that run repeats
+    the recorded one only on the same hardware and precision, so the piece's record names what it scored
+    (:func:`fmnist.reproduce.run.scored_runs`).
     """
     freshness = Freshness(ctx)
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,8 @@ def _cv(ctx: Context, exp: Experiment) -> None:
             commit=fold_metrics.get("git_commit"), extra=R.run_provenance(fold_metrics))
 
 
-def _baseline(ctx: Context, exp: Experiment) -> None:
+def _baseline(ctx: Context, exp: Experiment, models: Sequence[str] | None = None) -> None:
+    """A scikit-learn baseline fitted and scored (``models`` is unused: it scores no trained CNN)."""
     recipe = piece_recipe(ctx, exp)
     if piece_done(ctx, exp, "fit"):
         return
@@ -180,9 +181,9 @@ def _first_run(ctx: Context, exp: Experiment, model: str) -> tuple[Path, dict[st
     return ensure_run(ctx, BY_NAME[model], seed), piece_recipe(ctx, exp, model)
 
 
-def _cross(ctx: Context, exp: Experiment) -> None:
+def _cross(ctx: Context, exp: Experiment, models: Sequence[str] | None = None) -> None:
     seed = ctx.budget.seeds[0]
-    for model in exp.needs:
+    for model in wanted(exp, models):
         item = f"{model}-s{seed}"
         if piece_done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
@@ -192,14 +193,15 @@ def _cross(ctx: Context, exp: Experiment) -> None:
         report = write_report(pred, ctx.root / "evaluation" / f"{model}-s{seed}_mnist", name=f"{model} on MNIST",
                               save_predictions=False)
         record_piece(ctx, exp, item, recipe, {"model": model, "accuracy": report["accuracy"]},
-                time.perf_counter() - started, seed=seed, model=model, report=R.report_section(report))
+                time.perf_counter() - started, seed=seed, model=model, report=R.report_section(report),
+                extra=scored_runs(ctx, model, [seed], [run]))
 
 
-def _gradcam(ctx: Context, exp: Experiment) -> None:
+def _gradcam(ctx: Context, exp: Experiment, models: Sequence[str] | None = None) -> None:
     """The gallery: the most confident right and wrong test image per class, explained; a committed figure."""
     seed = ctx.budget.seeds[0]
     data = None
-    for model in exp.needs:
+    for model in wanted(exp, models):
         item = f"{model}-s{seed}"
         if piece_done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
@@ -219,7 +221,7 @@ def _gradcam(ctx: Context, exp: Experiment) -> None:
         write_bytes_atomic(committed, figure.read_bytes())
         record_piece(ctx, exp, item, recipe, {"model": model, "method": result.method, "layer": result.layer,
                                          "images": [int(i) for i in chosen]},
-                time.perf_counter() - started, seed=seed, model=model,
+                time.perf_counter() - started, seed=seed, model=model, extra=scored_runs(ctx, model, [seed], [run]),
                 figure={"path": committed.relative_to(ctx.repo).as_posix(), "sha256": sha256_file(committed)})
 
 
@@ -228,11 +230,11 @@ def figure_path(ctx: Context, name: str) -> Path:
     return ctx.repo / "docs" / "results" / ctx.budget.name / name
 
 
-def _explain(ctx: Context, exp: Experiment) -> None:
+def _explain(ctx: Context, exp: Experiment, models: Sequence[str] | None = None) -> None:
     """Whether the maps can be trusted (blank, deletion, randomisation): one record per model's first seed."""
     seed = ctx.budget.seeds[0]
     data = None
-    for model in exp.needs:
+    for model in wanted(exp, models):
         item = f"{model}-s{seed}"
         if piece_done(ctx, exp, item) or not has_finished(ctx, exp, model, [seed]):
             continue
@@ -248,16 +250,16 @@ def _explain(ctx: Context, exp: Experiment) -> None:
             write_bytes_atomic(committed, (out / name).read_bytes())
             figures[name] = committed.relative_to(ctx.repo).as_posix()
         record_piece(ctx, exp, item, recipe, R.explain_metrics(summary, ctx.root), time.perf_counter() - started,
-                seed=seed, model=model, figures=figures)
+                seed=seed, model=model, figures=figures, extra=scored_runs(ctx, model, [seed], [run]))
 
 
-def _robustness(ctx: Context, exp: Experiment) -> None:
+def _robustness(ctx: Context, exp: Experiment, models: Sequence[str] | None = None) -> None:
     """Each model's seeds as one ensemble: members and ensemble on corruptions, OOD sets, calibration."""
     seeds = list(ctx.budget.seeds)
     if len(seeds) < 2:
         ctx.log(f"  robustness: the budget has {len(seeds)} seed; an ensemble needs two (`--seeds 42 43`). Skipped.")
         return
-    for model in exp.needs:
+    for model in wanted(exp, models):
         item = model
         recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
         if piece_done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
@@ -271,10 +273,10 @@ def _robustness(ctx: Context, exp: Experiment) -> None:
                                     data_dir=ctx.data_dir, plots=True, extra={"seeds": members},
                                     device="cuda" if ctx.gpus else "cpu")  # scored where the runs were trained
         record_piece(ctx, exp, item, recipe, R.ensemble_metrics(summary),
-                time.perf_counter() - started, model=model)
+                time.perf_counter() - started, model=model, extra=scored_runs(ctx, model, seeds, runs))
 
 
-def _photos(ctx: Context, exp: Experiment) -> None:
+def _photos(ctx: Context, exp: Experiment, models: Sequence[str] | None = None) -> None:
     """The labelled development photos: every seed of the photo recipe, their ensemble, and ``deep`` beside."""
     folder = photos_dir(ctx.data_dir)
     assert folder is not None  # the piece's ``unavailable`` check ran first
@@ -284,6 +286,7 @@ def _photos(ctx: Context, exp: Experiment) -> None:
     if len(ctx.budget.seeds) > 1:
         targets.append((photo, f"{photo}-ensemble", list(ctx.budget.seeds)))
     targets += [(model, f"{model}-s{ctx.budget.seeds[0]}", [ctx.budget.seeds[0]]) for model in others]
+    targets = [t for t in targets if t[0] in wanted(exp, models)]
     for model, item, seeds in targets:
         recipe = {**piece_recipe(ctx, exp, model), "seeds": seeds}
         if piece_done(ctx, exp, item, seeds) or not has_finished(ctx, exp, model, seeds):
@@ -295,7 +298,33 @@ def _photos(ctx: Context, exp: Experiment) -> None:
             raise FmnistError(f"{folder} holds no labelled photos; the photo piece needs labels.csv.")
         record_piece(ctx, exp, item, recipe, {"model": model, "seeds": seeds, "failures": result.failures,
                                          **R.photo_metrics(result.summary)},
-                time.perf_counter() - started, seed=seeds[0] if len(seeds) == 1 else None, model=model)
+                time.perf_counter() - started, seed=seeds[0] if len(seeds) == 1 else None, model=model,
+                extra=scored_runs(ctx, model, seeds, runs))
+
+
+def wanted(exp: Experiment, models: Sequence[str] | None) -> list[str]:
+    """The models a downstream piece scores now: all it needs, or only those just trained (``models``)."""
+    return [m for m in exp.needs if models is None or m in models]
+
+
+def scored_runs(ctx: Context, model: str, seeds: Sequence[int], runs: Sequence[Path]) -> dict[str, Any]:
+    """Which runs a downstream piece scored: per seed its precision, commit and best checkpoint, and whether that
+    checkpoint is the one the seed's training record names.
+
+    Why: a run folder lost with its machine is trained again before it is scored, perhaps on another CPU or in
+    another precision (the default follows the hardware); it is then a sibling of the recorded model, not the
+    model itself, and the record must say so rather than pass its scores off as the row's.
+    """
+    scored = []
+    for seed, run in zip(seeds, runs, strict=True):
+        metrics = read_json(run / "metrics.json") or {}
+        checkpoint = checkpoint_entry(ctx, metrics.get("best_checkpoint"))
+        training = find_record(ctx.ledger, ctx.budget.name, model, f"s{seed}", ctx.device)
+        named = ((training or {}).get("provenance") or {}).get("checkpoint") or {}
+        scored.append({"seed": seed, "precision": metrics.get("precision"), "git_commit": metrics.get("git_commit"),
+                       "checkpoint": checkpoint,
+                       "is_recorded_checkpoint": bool(checkpoint and named.get("sha256") == checkpoint["sha256"])})
+    return {"scored_runs": scored}
 
 
 # -- driver -------------------------------------------------------------------------------------------
@@ -327,8 +356,14 @@ def _record_not_run(ctx: Context, exp: Experiment, reason: str) -> None:
         record_piece(ctx, exp, NOT_RUN_ITEM, recipe, {"status": "not run", "reason": reason}, None)
 
 
-def run_experiment(ctx: Context, exp: Experiment) -> bool:
-    """Run (or resume) one piece; False when this machine cannot run it (the reason is recorded for the page)."""
+def run_experiment(ctx: Context, exp: Experiment, selected: Sequence[Experiment] = (),
+                   models: Sequence[str] | None = None) -> bool:
+    """Run (or resume) one piece; False when this machine cannot run it (the reason is recorded for the page).
+
+    A training piece is followed at once by the downstream pieces among ``selected`` that score its model
+    (``models`` restricts such a piece to those). Why: run folders live as long as their machine; scoring a model
+    while its checkpoints are fresh means a machine lost mid-budget costs one model's work, not every model's.
+    """
     if exp.unavailable is not None:
         reason = exp.unavailable(ctx.data_dir)
         if reason:
@@ -339,16 +374,20 @@ def run_experiment(ctx: Context, exp: Experiment) -> bool:
     if exp.kind == "train":
         for seed in ctx.budget.seeds:
             _train(ctx, exp, seed)
+        for downstream in selected:
+            if exp.name in downstream.needs:
+                ctx.log(f"[{ctx.budget.name}] {downstream.name} of {exp.name}, while its run folders are here")
+                run_experiment(ctx, downstream, models=(exp.name,))
     elif exp.kind == "cv":
         _cv(ctx, exp)
     elif not is_rank_zero():  # every process takes part in DDP training; the rest is rank 0's
         return True
     else:
-        PIECES[exp.kind](ctx, exp)
+        PIECES[exp.kind](ctx, exp, models)
     return True
 
 
-PIECES: dict[str, Callable[[Context, Experiment], None]] = {
+PIECES: dict[str, Callable[[Context, Experiment, Sequence[str] | None], None]] = {
     "baseline": _baseline, "cross": _cross, "gradcam": _gradcam, "explain": _explain, "robustness": _robustness,
     "photos": _photos,
 }
@@ -378,9 +417,10 @@ def reproduce(budget: str | Budget, *, only: list[str] | None = None, gpus: int 
     ctx = Context(spec, Path(root) if root else DEFAULT_ROOT / spec.name, gpus, data_dir, log,
                   ledger=Path(ledger) if ledger else repo / "results", repo=repo, command=command_line())
     ctx.root.mkdir(parents=True, exist_ok=True)
-    for exp in select(only):
+    selected = select(only)
+    for exp in selected:
         log(f"[{spec.name}] {exp.name}: {exp.title}")
-        run_experiment(ctx, exp)
+        run_experiment(ctx, exp, selected)
     if not report or not is_rank_zero():
         return None
     return write_results(ctx.ledger, base, repo=repo)

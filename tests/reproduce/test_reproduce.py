@@ -77,8 +77,14 @@ def test_end_to_end_records_every_piece_and_a_fresh_machine_resumes_from_the_led
     monkeypatch.chdir(tmp_path)  # relative outputs stay inside the test folder
     root = tmp_path / "runs"
     only = ["scratch", "cv-scratch", "baseline-logreg", "mnist-cross", "gradcam", "explain"]
-    md = reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, log=lambda _: None)
+    messages: list[str] = []
+    md = reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, log=messages.append)
     assert md == tmp_path / "RESULTS-tiny.md"
+    # scratch's downstream pieces score it right after it trains, before the next experiment (cv-scratch) starts
+    order = [next(i for i, m in enumerate(messages) if m.startswith(start)) for start in
+             ("[tiny] mnist-cross of scratch", "[tiny] gradcam of scratch", "[tiny] explain of scratch",
+              "[tiny] cv-scratch")]
+    assert order == sorted(order)
     text = md.read_text()
     run = json.loads((root / "scratch-s7" / "version_0" / "metrics.json").read_text())
     record = _record(tmp_path, "scratch", "s7")
@@ -102,6 +108,9 @@ def test_end_to_end_records_every_piece_and_a_fresh_machine_resumes_from_the_led
     assert gallery["path"] == "docs/results/tiny/gradcam_scratch.png"
     assert gallery["sha256"] == hashlib.sha256((tmp_path / gallery["path"]).read_bytes()).hexdigest()
     assert f"![gradcam_scratch]({gallery['path']})" in text
+    scored = _record(tmp_path, "gradcam", "scratch-s7")["provenance"]["scored_runs"]
+    assert scored == [{"seed": 7, "precision": run["precision"], "git_commit": run["git_commit"],
+                       "checkpoint": record["provenance"]["checkpoint"], "is_recorded_checkpoint": True}]
     check = _record(tmp_path, "explain", "scratch-s7")
     assert check["metrics"]["model"] == "scratch" and check["metrics"]["n"] == 100  # the synthetic test split
     assert all((tmp_path / path).is_file() for path in check["figures"].values())
@@ -115,6 +124,21 @@ def test_end_to_end_records_every_piece_and_a_fresh_machine_resumes_from_the_led
     before = [_mtime(path) for path in records]
     reproduce(TINY, only=only, root=root, data_dir=synthetic_data_dir, repo=tmp_path, log=lambda _: None)
     assert [_mtime(path) for path in records] == before
+
+    # A piece that scores a checkpoint other than the one the training record names says so in its record.
+    tampered = tmp_path / "results" / "tiny" / "scratch" / "s7.cpu.json"
+    saved = tampered.read_text()
+    tampered.write_text(saved.replace(record["provenance"]["checkpoint"]["sha256"], "0" * 64))
+    (tmp_path / "results" / "tiny" / "gradcam" / "scratch-s7.cpu.json").unlink()
+    reproduce(TINY, only=["gradcam"], root=root, data_dir=synthetic_data_dir, repo=tmp_path, report=False,
+              log=lambda _: None)
+    assert _record(tmp_path, "gradcam", "scratch-s7")["provenance"]["scored_runs"][0]["is_recorded_checkpoint"] is False
+    tampered.write_text(saved)
+    (tmp_path / "results" / "tiny" / "gradcam" / "scratch-s7.cpu.json").unlink()
+    text = reproduce(TINY, only=["gradcam"], root=root, data_dir=synthetic_data_dir, repo=tmp_path,
+                     log=lambda _: None).read_text()  # the page as its records now are (the gallery's seconds)
+    records = sorted((tmp_path / "results" / "tiny").glob("*/*.json"))
+    before = [_mtime(path) for path in records]
 
     # A fresh machine: no run folder at all. Nothing is trained again, the page is the same from the ledger alone.
     shutil.rmtree(root)
