@@ -9,7 +9,8 @@ this folder on ``PYTHONPATH``): at the first ``on_train_batch_start`` it prints 
 so nothing is trained or written beyond the run folder's start (under a temporary ``--logdir``).
 
 ``fmnist`` is run as ``python -m fmnist.commands`` (what the console script calls; the installed script adds
-only its own few lines). ``--importtime`` also prints the slowest imports of the train verb (``python -X
+only its own few lines). The first step is timed twice: cold (every import paid), and handed to a warm server
+started for the purpose (``fmnist warm start``, :mod:`fmnist.commands.warm`). ``--importtime`` also prints the slowest imports of the train verb (``python -X
 importtime``). Prints a markdown table to paste into docs/speed.md:
 
     OMP_NUM_THREADS=1 python benchmarks/startup.py [--repeat 5] [--importtime]
@@ -37,9 +38,15 @@ HELP_TARGET, TRAIN_HELP_TARGET, FIRST_STEP_TARGET = 0.5, 3.0, 3.0
 MARK = "FMNIST_FIRST_STEP "
 
 
-def _env() -> dict[str, str]:
+def _env(warm_socket: Path | None = None) -> dict[str, str]:
+    """Cold (``FMNIST_WARM=0``: never a server the user may have running) or served by the server at ``warm_socket``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    if warm_socket is None:
+        env["FMNIST_WARM"] = "0"
+    else:
+        env.pop("FMNIST_WARM", None)
+        env["FMNIST_WARM_SOCKET"] = str(warm_socket)
     return env
 
 
@@ -55,8 +62,11 @@ def time_command(args: list[str], repeat: int) -> list[float]:
     return seconds
 
 
-def time_first_step(repeat: int, data_dir: str | None) -> list[float]:
-    """Seconds from process start to the first training step of ``fmnist train --model speedrun``."""
+def time_first_step(repeat: int, data_dir: str | None, warm_socket: Path | None = None) -> list[float]:
+    """Seconds from process start to the first training step of ``fmnist train --model speedrun``.
+
+    With ``warm_socket``, the command is handed to the warm server listening there (``fmnist warm start``).
+    """
     seconds = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as logdir:
@@ -65,7 +75,10 @@ def time_first_step(repeat: int, data_dir: str | None) -> list[float]:
             if data_dir:
                 args += ["--data.data_dir", data_dir]
             started = time.time()
-            done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=_env(), timeout=600)
+            done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=_env(warm_socket),
+                                  timeout=600)
+            if warm_socket is not None and "warm server" in done.stderr:  # it said it did not serve: not warm
+                raise SystemExit(f"the warm server did not serve the command: {done.stderr[-500:]}")
             stamp = next((line for line in done.stdout.splitlines() if line.startswith(MARK)), None)
             if stamp is None:
                 raise SystemExit(f"no first step (exit {done.returncode}): {done.stderr[-800:]}")
@@ -119,6 +132,18 @@ def main() -> int:
         lines.append(row("fmnist train --model speedrun: start to first step", time_first_step(args.repeat,
                                                                                                args.data_dir),
                          FIRST_STEP_TARGET))
+        with tempfile.TemporaryDirectory() as folder:
+            warm_socket = Path(folder) / "warm.sock"
+            started = time.perf_counter()
+            subprocess.run([*FMNIST, "warm", "start"], check=True, capture_output=True, cwd=REPO,
+                           env=_env(warm_socket), timeout=600)
+            ready = time.perf_counter() - started
+            try:
+                lines.append(row("fmnist train --model speedrun: start to first step, warm server",
+                                 time_first_step(args.repeat, args.data_dir, warm_socket), FIRST_STEP_TARGET))
+            finally:
+                subprocess.run([*FMNIST, "warm", "stop"], capture_output=True, cwd=REPO, env=_env(warm_socket))
+        lines += ["", f"`fmnist warm start` (once, before the warm rows): ready in {ready:.1f} s."]
     print("\n".join(lines))
     if args.importtime:
         print("\nSlowest imports of the train verb (`python -X importtime -c 'import fmnist.commands.train'`, "

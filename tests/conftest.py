@@ -101,8 +101,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 # -- no network, ever ------------------------------------------------------------------------------
 def pytest_configure(config: pytest.Config) -> None:
-    """Downloads off from the start, so even collection-time code (parametrize, module imports) stays offline."""
+    """Downloads off from the start, so even collection-time code (parametrize, module imports) stays offline.
+
+    And no warm server (``fmnist warm start``) the user may have running takes a test's commands: tests run the
+    code of this checkout, in the test's own process (tests/commands/test_warm.py starts servers of its own).
+    """
     os.environ[NO_DOWNLOAD_ENV_VAR] = "1"
+    os.environ["FMNIST_WARM"] = "0"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -76,6 +76,8 @@ def spelling(command: str) -> tuple[str, Callable[[], int]]:
         rest = words[2:]
         new = rest if rest and rest[0] in EVALUATE_VERBS else ["evaluate", *rest]
         return shlex.join(["fmnist", *new]), lambda: evaluate_py(rest)
+    if words[2] == "fmnist.commands":  # the console script itself, `python -m fmnist.commands VERB ...`
+        return shlex.join(["fmnist", *words[3:]]), lambda: main(words[3:])
     verb, prog = MODULES[words[2]]
     return shlex.join(["fmnist", verb, *words[3:]]), lambda: module_main(verb, prog, words[3:])
 
@@ -91,6 +93,8 @@ def old_spelling(new: list[str]) -> list[str]:
         return ["python", "evaluate.py", *rest]
     if verb in EVALUATE_VERBS:
         return ["python", "evaluate.py", verb, *rest]
+    if verb == "warm":  # new with the console script: its other spelling is the script's module
+        return ["python", "-m", "fmnist.commands", *new]
     module = next(m for m, (v, _) in MODULES.items() if v == verb)
     return ["python", "-m", module, *rest]
 
