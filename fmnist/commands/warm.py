@@ -199,6 +199,7 @@ def _run_command(request: dict[str, Any], fds: list[int], default_threads: int) 
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["FMNIST_WARM"] = "0"  # the verb runs here; it must not hand itself off again
+        os.environ["FMNIST_WARM_SERVED"] = "1"  # metrics.json says the run started warm (its wall time has no imports)
         torch = sys.modules.get("torch")
         if torch is not None and default_threads:
             threads = os.environ.get("OMP_NUM_THREADS", "")

@@ -106,15 +106,19 @@ def speed_lines(current: Sequence[Mapping[str, Any]], stale: Sequence[Mapping[st
     ratios = []
     for record in current:
         if record["kind"] == TIME_TO_ACCURACY:
-            runs[(record["experiment"] + ("" if not record["recipe"].get("benchmark.train_on_validation")
-                                          else " (all 60,000 images)"), record["device"])].append(record)
+            recipe, prov = record["recipe"], record["provenance"]
+            label = (record["experiment"] + (" (all 60,000 images)" if recipe.get("benchmark.train_on_validation")
+                                             else "") + (", warm server" if recipe.get("benchmark.warm_server") else ""))
+            machine = ", ".join(x for x in (record["device"], prov.get("device_name"), prov.get("precision")) if x)
+            runs[(label, machine)].append(record)
         elif record["kind"] == KERAS_RATIO:
             ratios.append(record)
     if not runs and not ratios:
         return []
     lines = ["", "**Speed** (`python benchmarks/time_to_accuracy.py`: process wall time from start to test score, "
-             "mean ± std over seeds, nothing else running):", "",
-             "| recipe | target | test accuracy | seconds | n | reached (mean ≥ target) | device | commit(s) |",
+             "mean ± std over seeds, nothing else running; a warm server's runs start with the libraries "
+             "imported, `fmnist warm start`):", "",
+             "| recipe | target | test accuracy | seconds | n | reached (mean ≥ target) | machine | commit(s) |",
              "|---|---:|---|---|---:|---|---|---|"]
     for (name, device), group in sorted(runs.items()):
         target = group[0]["metrics"]["target"]

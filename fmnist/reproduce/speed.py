@@ -37,14 +37,34 @@ def keras_recipe(model: str, batch_size: int, precision: str, epochs: int) -> di
             "epochs": epochs, "augment": False}
 
 
+def machine_tag(device_name: str, precision: str | None) -> str:
+    """``2 CPU cores (Intel Xeon)``, ``bf16-mixed`` -> ``intel-xeon-bf16-mixed``: which kind of machine timed a run.
+
+    Why in the record's name: a time only means something on its machine (float32 on a CPU without native bf16
+    is several times slower), so two machines' timings of one seed sit side by side instead of replacing each other.
+    """
+    inner = device_name[device_name.find("(") + 1:device_name.rfind(")")] if "(" in device_name else device_name
+    inner = inner.replace("(R)", "").replace("(TM)", "")
+    words = "".join(c.lower() if c.isalnum() else " " for c in f"{inner} {precision or ''}").split()
+    return "-".join(words)
+
+
 def time_to_accuracy_record(*, name: str, config: str, seed: int, target: float, train_on_validation: bool,
                             overrides: Mapping[str, Any] | None, metrics: Mapping[str, Any], device: str,
-                            device_name: str, command: str, run_metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """One timed training process: ``metrics`` holds process seconds, test accuracy and the loop's seconds."""
+                            device_name: str, command: str, run_metrics: Mapping[str, Any],
+                            warm_server: bool = False) -> dict[str, Any]:
+    """One timed training process: ``metrics`` holds process seconds, test accuracy and the loop's seconds.
+
+    ``warm_server``: the process handed itself to a warm server (``fmnist warm start``), so its seconds do not
+    include the library imports; such runs make rows of their own.
+    """
+    tag = machine_tag(device_name, run_metrics.get("precision"))
     return make_record(
         kind=TIME_TO_ACCURACY, budget=SPEED_BUDGET, experiment=name,
-        item=f"s{seed}" + ("-all" if train_on_validation else ""), device=device,
-        recipe=time_to_accuracy_recipe(config, target, train_on_validation, overrides),
+        item=f"s{seed}" + ("-all" if train_on_validation else "") + ("-warm" if warm_server else "") + f"-{tag}",
+        device=device,
+        recipe={**time_to_accuracy_recipe(config, target, train_on_validation, overrides),
+                **({"benchmark.warm_server": True} if warm_server else {})},
         metrics={"target": target, **metrics}, seed=seed, config=str(config),
         overrides=dict(overrides or {}),
         provenance=provenance(device_name=device_name, commit=run_metrics.get("git_commit"), command=command,
@@ -76,6 +96,8 @@ def is_current(record: Mapping[str, Any]) -> bool:
             today = time_to_accuracy_recipe(record["config"], metrics["target"],
                                             bool(record["recipe"].get("benchmark.train_on_validation")),
                                             record.get("overrides"))
+            if record["recipe"].get("benchmark.warm_server"):
+                today["benchmark.warm_server"] = True
         except FmnistError:  # a config that is gone or no longer resolves: the record is stale, the page still written
             return False
         return essential(record["recipe"]) == essential(today)

@@ -6,6 +6,7 @@ data and code) -- the one file every report, comparison and ledger record reads.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -80,6 +81,8 @@ def finish_run(trainer: L.Trainer, model: Classifier, datamodule: ImageDataModul
         "lightning_version": L.__version__,
         "python_version": platform.python_version(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        # Set by the warm server (fmnist warm start) in the processes it forks: the imports were paid before.
+        "warm_server": os.environ.get("FMNIST_WARM_SERVED") == "1",
         "git_commit": commit,
         "data_source": datamodule.data_source,  # folder, why that one, each file's path + sha256
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -60,6 +60,7 @@ def test_a_training_run_handed_to_the_server_is_the_run_a_cold_start_makes(
     assert "fmnist.commands.warm_client" in client_imports and "torch" not in client_imports
     metrics = json.loads((tmp_path / "logs" / "lenet5" / "version_0" / "metrics.json").read_text())  # client's cwd
     assert metrics["model"] == "lenet5" and metrics["epochs"] == 1 and metrics["test_acc"] is not None
+    assert metrics["warm_server"] is True
     assert "wrote logs/lenet5/version_0/metrics.json" in done.stdout  # the verb's output, on the client's stdout
     assert "note:" not in done.stderr
 

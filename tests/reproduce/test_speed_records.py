@@ -10,6 +10,7 @@ from fmnist.reproduce.speed import (
     KERAS_GOAL,
     is_current,
     keras_ratio_record,
+    machine_tag,
     speed_records,
     time_to_accuracy_record,
 )
@@ -32,7 +33,33 @@ def test_timed_runs_make_one_row_with_mean_std_and_the_verdict(tmp_path: Path) -
     current, stale = speed_records(tmp_path)
     assert len(current) == 2 and stale == []
     row = next(line for line in speed_lines(current, stale) if line.startswith("| `speedrun`"))
-    assert row == "| `speedrun` | 91.00% | 91.45% ± 0.07 | 21.0 ± 1.4 | 2 | yes | cpu | abc1234 |"
+    assert row == "| `speedrun` | 91.00% | 91.45% ± 0.07 | 21.0 ± 1.4 | 2 | yes | cpu, test box | abc1234 |"
+
+
+def test_the_machine_tag_names_the_cpu_and_precision() -> None:
+    assert machine_tag("2 CPU cores (Intel(R) Xeon(R) Processor)", "bf16-mixed") == "intel-xeon-processor-bf16-mixed"
+    assert machine_tag("NVIDIA H100 80GB HBM3", "bf16-mixed") == "nvidia-h100-80gb-hbm3-bf16-mixed"
+
+
+def test_two_machines_and_a_warm_server_make_rows_of_their_own(tmp_path: Path) -> None:
+    for seed, name, precision, warm, seconds in ((42, "2 CPU cores (AMD EPYC)", "32-true", False, 50.0),
+                                                 (42, "2 CPU cores (Intel Xeon)", "bf16-mixed", False, 20.0),
+                                                 (43, "2 CPU cores (Intel Xeon)", "bf16-mixed", False, 22.0),
+                                                 (42, "2 CPU cores (Intel Xeon)", "bf16-mixed", True, 12.0)):
+        write_record(tmp_path, time_to_accuracy_record(
+            name="speedrun", config=CONFIG, seed=seed, target=0.91, train_on_validation=True, overrides=None,
+            metrics={"test_acc": 0.915, "process_seconds": seconds}, device="cpu", device_name=name, command="x",
+            run_metrics={"git_commit": "abc1234", "precision": precision}, warm_server=warm))
+    assert sorted(p.name for p in (tmp_path / "speed" / "speedrun").iterdir()) == [
+        "s42-all-amd-epyc-32-true.cpu.json", "s42-all-intel-xeon-bf16-mixed.cpu.json",
+        "s42-all-warm-intel-xeon-bf16-mixed.cpu.json", "s43-all-intel-xeon-bf16-mixed.cpu.json"]
+    current, stale = speed_records(tmp_path)
+    assert len(current) == 4 and stale == []
+    rows = [line for line in speed_lines(current, stale) if line.startswith("| `speedrun")]
+    assert "| `speedrun (all 60,000 images)` | 91.00% | 91.50% | 50.0 | 1 | yes | cpu, 2 CPU cores (AMD EPYC), 32-true |" \
+        in "\n".join(rows)
+    assert "| 21.0 ± 1.4 | 2 | yes | cpu, 2 CPU cores (Intel Xeon), bf16-mixed |" in "\n".join(rows)
+    assert "| `speedrun (all 60,000 images), warm server` | 91.00% | 91.50% | 12.0 | 1 |" in "\n".join(rows)
 
 
 def test_a_timed_run_of_another_recipe_is_stale(tmp_path: Path) -> None:

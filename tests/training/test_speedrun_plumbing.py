@@ -119,6 +119,22 @@ def test_benchmark_commands_name_the_recipe_seed_and_run_folder(tmp_path: Path) 
         assert (ROOT / recipe).is_file(), target
 
 
+def test_benchmark_with_a_warm_server_records_served_runs_apart(synthetic_data_dir: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--warm: the run is handed to a server started for it; its record and row say so, next to cold ones."""
+    bench = _benchmark()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert bench.main(["--targets", "91", "--seeds", "1", "--baselines", "none", "--warm", "--data-dir",
+                       synthetic_data_dir, "--ledger", str(tmp_path / "ledger"), "--logdir", str(tmp_path / "logs"),
+                       "--out", str(tmp_path / "t.json"), "--set", "trainer.max_epochs=1"]) == 0
+    (record_file,) = (tmp_path / "ledger" / "speed" / "speedrun").iterdir()
+    record = json.loads(record_file.read_text())
+    assert record_file.name.startswith("s42-warm-") and record["recipe"]["benchmark.warm_server"] is True
+    assert record["metrics"]["process_seconds"] > 0 and record["metrics"]["test_acc"] is not None
+    assert json.loads((tmp_path / "t.json").read_text())["warm_server"] is True
+    assert json.loads(next((tmp_path / "logs").rglob("metrics.json")).read_text())["warm_server"] is True
+
+
 def test_benchmark_time_to_target_and_summary(tmp_path: Path) -> None:
     bench = _benchmark()
     run_dir = tmp_path / "deep" / "v"
