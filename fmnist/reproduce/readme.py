@@ -132,7 +132,9 @@ def speed_lines(current: Sequence[Mapping[str, Any]], stale: Sequence[Mapping[st
         metrics = record["metrics"]
         pairs = ", ".join(f"{p['ratio']:.2f}" for p in metrics["pairs"])
         verdict = "reached" if metrics["median_ratio"] <= metrics["goal"] else "not reached"
-        lines += ["", f"Against the studies' Keras code ({metrics['day']}, `{record['recipe']['model']}`, batch "
+        machine = record["provenance"].get("device_name")
+        lines += ["", f"Against the studies' Keras code ({metrics['day']}{', ' + machine if machine else ''}, "
+                      f"`{record['recipe']['model']}`, batch "
                       f"{record['recipe']['batch_size']}, Adam, {metrics['precision']}, `python "
                       f"benchmarks/epoch_time.py`): ours {metrics['ours_median']:.1f} s per epoch, Keras "
                       f"{metrics['keras_median']:.1f} s; ratio **{metrics['median_ratio']:.2f}** (median of the pairs "

@@ -84,5 +84,6 @@ def test_the_keras_ratio_is_the_median_of_its_pairs_and_says_whether_the_goal_ho
     (record,) = read_records(tmp_path, "speed")
     assert record["metrics"]["median_ratio"] == round(6.5 / 18.5, 6) and record["metrics"]["goal"] == KERAS_GOAL
     lines = speed_lines(*speed_records(tmp_path))
+    assert any(line.startswith("Against the studies' Keras code (2026-12-07, test box, `deep`") for line in lines)
     assert any("ratio **0.35** (median of the pairs 0.33, 0.40, 0.35; goal ≤ 0.35 on two days: not reached this day)"
                in line for line in lines)  # 0.3514 > 0.35
