@@ -158,15 +158,16 @@ def _wait_for_command(conn: socket.socket, fingerprint: str, server_pid: int, de
     """In the waiter: read the request, fork the verb's process, send its pid, then its exit status."""
     try:
         request, fds = receive_message(conn, max_fds=3)
-        if request.get("ping"):
-            send_message(conn, {"server_pid": server_pid})
-            return 0
+        refusal = None
         if request.get("fingerprint") != fingerprint:
-            send_message(conn, {"refused": "the package's files changed since the server started (restart it: "
-                                           "`fmnist warm stop && fmnist warm start`)"})
-            return 0
-        if len(fds) != 3:
-            send_message(conn, {"refused": "stdin, stdout and stderr did not arrive"})
+            refusal = ("the package's files changed since the server started (restart it: `fmnist warm stop && "
+                       "fmnist warm start`)")
+        elif len(fds) != 3:
+            refusal = "stdin, stdout and stderr did not arrive"
+        if request.get("ping") or refusal:
+            for fd in fds:  # not used: closed here, not left open in whoever called
+                os.close(fd)
+            send_message(conn, {"server_pid": server_pid} if request.get("ping") else {"refused": refusal})
             return 0
         pid = os.fork()
         if pid == 0:
