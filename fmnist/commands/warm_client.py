@@ -31,7 +31,7 @@ MAX_REQUEST = 4 * 2**20  # a command line and an environment: kilobytes
 # Verbs a server does not run: `warm` itself, the light model table, and multi-process launches (DDP re-executes
 # the command line as new processes, which a forked copy cannot stand in for).
 LIGHT_VERBS = ("warm", "models")
-MULTI_PROCESS_WORDS = ("ddp", "--trainer.num_nodes")
+MULTI_PROCESS_WORDS = ("ddp", "num_nodes", "devices")  # any --trainer.devices: kept out, whatever its value
 
 
 def socket_path() -> Path:

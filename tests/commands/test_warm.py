@@ -155,6 +155,7 @@ def test_a_socket_folder_others_can_write_is_never_used(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("verb", "argv", "handed"), [
     ("train", ["--model", "deep"], True), ("train", ["--model", "deep", "--gpus", "1"], True),
     ("train", ["--model", "deep", "--gpus", "2"], False), ("train", ["fit", "--trainer.strategy", "ddp"], False),
+    ("train", ["fit", "--trainer.devices=2"], False),
     ("models", [], False), ("warm", ["status"], False), ("evaluate", ["runs/x"], True)])
 def test_what_is_handed_off(verb: str, argv: list[str], handed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FMNIST_WARM", raising=False)
