@@ -191,6 +191,22 @@ def _row(exp: Experiment, device: str, records: list[Mapping[str, Any]], budget:
     return row
 
 
+def scored_again(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Downstream pieces that scored runs trained again, not the checkpoints their models' training records name.
+
+    Why: run folders do not outlive their machine; a piece run on a later machine trains the seeds it scores
+    again, possibly in another precision, and a reader of its numbers must know they are of those siblings.
+    """
+    found = set()
+    for record in records:
+        again = [s for s in record["provenance"].get("scored_runs") or [] if not s.get("is_recorded_checkpoint")]
+        if again:
+            seeds = ", ".join(f"s{s['seed']}" for s in again)
+            made = ", ".join(sorted({f"{s.get('precision') or '?'} at {s.get('git_commit') or '?'}" for s in again}))
+            found.add(f"{record['experiment']} of `{record.get('model') or record['item']}` ({seeds}: {made})")
+    return sorted(found)
+
+
 def collect(ledger: Path, budget: Budget, data_dir: str | None = None) -> dict[str, Any]:
     """Rows of every experiment of ``budget`` from the ledger's current records; stale ones listed apart."""
     records = read_records(ledger, budget.name)
@@ -212,4 +228,5 @@ def collect(ledger: Path, budget: Budget, data_dir: str | None = None) -> dict[s
                        "commit": r["provenance"].get("git_commit")} for r in stale],
             "commits": _commits(current), "machines": sorted({r["provenance"].get("machine") or "" for r in current}),
             "precisions": sorted({r["provenance"]["precision"] for r in current if r["provenance"].get("precision")}),
+            "scored_again": scored_again(current),
             "seconds": sum(r["provenance"].get("seconds") or 0.0 for r in current)}

@@ -34,7 +34,8 @@ PLOTLY_FILE = "plotly.min.js"
 def provenance(data: dict[str, Any], budget: Budget, written: str) -> dict[str, Any]:
     return {"budget": budget.name, "description": budget.description, "commits": data["commits"],
             "machines": data["machines"], "precisions": data["precisions"], "seconds": data["seconds"],
-            "records": data["records"], "current": data["current"], "stale": data["stale"], "written": written}
+            "records": data["records"], "current": data["current"], "stale": data["stale"], "written": written,
+            "scored_again": data.get("scored_again") or []}
 
 
 def stale_sentence(prov: dict[str, Any]) -> str | None:
@@ -58,6 +59,9 @@ def header_lines(prov: dict[str, Any]) -> list[str]:
              f"(`python -m fmnist.reproduce --budget {prov['budget']} --only NAME`)."]
     if sentence := stale_sentence(prov):
         lines.append(f"- {sentence}")
+    if again := prov.get("scored_again"):
+        lines.append("- Scored on runs trained again (the checkpoints their accuracy rows name were lost with an "
+                     f"earlier machine; same recipe, maybe another precision): {'; '.join(again)}.")
     lines += [f"- {WRITTEN_PREFIX} {prov['written']}.", ""]
     return lines
 

@@ -256,3 +256,19 @@ def test_a_row_whose_seeds_trained_in_two_precisions_says_which(tmp_path: Path) 
     resnet = next(line for line in text.splitlines() if line.startswith("| Study A: small ResNet"))
     assert "[32-true: s1; bf16-mixed: s2]" in deep
     assert "[" not in resnet.split("|")[2]  # one precision: nothing added
+
+
+def test_the_page_says_which_pieces_scored_runs_trained_again(tmp_path: Path) -> None:
+    ledger = tmp_path / "results"
+    _train(ledger, "deep", 1, 0.915, precision="32-true")
+    scored = [{"seed": 1, "precision": "bf16-mixed", "git_commit": "def5678", "checkpoint": None,
+               "is_recorded_checkpoint": False}]
+    for item, runs in (("deep-s1", scored), ("scratch-s1", [{**scored[0], "is_recorded_checkpoint": True}])):
+        write_record(ledger, make_record(
+            kind="cross", budget=FULLISH.name, experiment="mnist-cross", item=item, device="cpu",
+            recipe=_recipe("mnist-cross", item.split("-")[0]), metrics={"accuracy": 0.1},
+            provenance={**_provenance(), "scored_runs": runs}, model=item.split("-")[0], seed=1))
+    text = write_results(ledger, FULLISH, repo=tmp_path).read_text()
+    line = next(x for x in text.splitlines() if x.startswith("- Scored on runs trained again"))
+    assert line.endswith(": mnist-cross of `deep` (s1: bf16-mixed at def5678).")  # scratch scored its own: not named
+    assert "Scored on runs trained again" in (tmp_path / "docs/results/t/index.html").read_text()
