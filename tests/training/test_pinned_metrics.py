@@ -6,7 +6,7 @@ CPU dispatches other kernels (oneDNN picks AVX-512, AVX2 or SSE code paths), who
 last bits: with ``ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default`` the losses move by 2e-5 and the weight
 fingerprint by 3e-6 (relative). Counts must match exactly; floats within 1e-3 relative, a hundred times those
 rounding differences and far below what any change of behaviour (one more step, another seed, another
-initialisation) moves them. The numbers are float32's: the run asks for it, since CPUs with native bf16 train in
+initialisation) moves them. The numbers are float32's: the run asks for it, since CPUs with AMX-BF16 train in
 bf16 autocast by default (fmnist/training/precision.py).
 """
 

@@ -1,4 +1,4 @@
-"""The default precision: bf16 autocast on CPUs with native bf16, float32 elsewhere, a user's choice kept, and
+"""The default precision: bf16 autocast on CPUs with AMX-BF16, float32 elsewhere, a user's choice kept, and
 checkpoints scored in the precision they trained in."""
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from fmnist.training import fit
 from fmnist.training import precision as precision_module
 from fmnist.training.api import Run
 from fmnist.training.checkpoints import load_trained
-from fmnist.training.precision import cpu_has_native_bf16, default_precision
+from fmnist.training.precision import cpu_has_bf16_matrix_units, default_precision
 
-# Trimmed /proc/cpuinfo lines of two real CPUs: an AMD EPYC Genoa (AVX512-BF16) and an Intel Skylake-SP (AVX-512,
-# no bf16 instructions).
+# Trimmed /proc/cpuinfo lines of real CPUs: an AMD EPYC Genoa (AVX512-BF16, no AMX), this project's Intel Xeon VM
+# of 2026-12-07 (model 207: AVX512-BF16 and -FP16 listed, AMX not exposed), an Intel Skylake-SP (AVX-512, no bf16
+# instructions) and a Sapphire Rapids (AMX).
 GENOA_FLAGS = "flags\t\t: fpu vme sse sse2 avx2 avx512f avx512dq avx512_bf16 avx512vnni clzero"
+XEON_VM_FLAGS = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_fp16 avx512_vnni avx512_vpopcntdq"
 SKYLAKE_FLAGS = "flags\t\t: fpu vme sse sse2 avx2 avx512f avx512dq avx512cd avx512bw avx512vl"
 SAPPHIRE_RAPIDS_FLAGS = "flags\t\t: fpu avx512f avx512_fp16 amx_bf16 amx_tile amx_int8"
 
@@ -32,22 +34,23 @@ def cpuinfo(tmp_path: Path, flags_line: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("flags_line", "native"), [(GENOA_FLAGS, True), (SAPPHIRE_RAPIDS_FLAGS, True),
-                                                    (SKYLAKE_FLAGS, False), ("model name\t: no flags line", False)])
-def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path, flags_line: str, native: bool) -> None:
-    assert cpu_has_native_bf16(cpuinfo(tmp_path, flags_line)) is native
+@pytest.mark.parametrize(("flags_line", "amx"), [(SAPPHIRE_RAPIDS_FLAGS, True), (GENOA_FLAGS, False),
+                                                 (XEON_VM_FLAGS, False), (SKYLAKE_FLAGS, False),
+                                                 ("model name\t: no flags line", False)])
+def test_bf16_matrix_units_are_read_from_the_cpu_flags(tmp_path: Path, flags_line: str, amx: bool) -> None:
+    assert cpu_has_bf16_matrix_units(cpuinfo(tmp_path, flags_line)) is amx
 
 
-def test_an_unreadable_cpuinfo_means_no_native_bf16(tmp_path: Path) -> None:
-    assert cpu_has_native_bf16(tmp_path / "missing") is False
+def test_an_unreadable_cpuinfo_means_no_bf16_matrix_units(tmp_path: Path) -> None:
+    assert cpu_has_bf16_matrix_units(tmp_path / "missing") is False
 
 
-def test_bf16_only_for_cpu_training_on_a_native_bf16_cpu(tmp_path: Path) -> None:
-    genoa, skylake = cpuinfo(tmp_path, GENOA_FLAGS), tmp_path / "other"
-    skylake.write_text(SKYLAKE_FLAGS)
-    assert default_precision(True, genoa) == "bf16-mixed"
-    assert default_precision(False, genoa) == "32-true"  # GPUs keep float32 until bf16 is measured on one
-    assert default_precision(True, skylake) == "32-true"
+def test_bf16_only_for_cpu_training_on_a_cpu_with_amx(tmp_path: Path) -> None:
+    sapphire, xeon_vm = cpuinfo(tmp_path, SAPPHIRE_RAPIDS_FLAGS), tmp_path / "vm"
+    xeon_vm.write_text(XEON_VM_FLAGS)
+    assert default_precision(True, sapphire) == "bf16-mixed"
+    assert default_precision(False, sapphire) == "32-true"  # GPUs keep float32 until bf16 is measured on one
+    assert default_precision(True, xeon_vm) == "32-true"  # AVX512-BF16 without AMX: measured not to pay
 
 
 def _tiny_fit(data_dir: str, logdir: Path, model: str = "deep", epochs: int = 1, resume: bool = False,
@@ -58,7 +61,8 @@ def _tiny_fit(data_dir: str, logdir: Path, model: str = "deep", epochs: int = 1,
         **overrides})
 
 
-@pytest.mark.parametrize(("flags_line", "expected"), [(GENOA_FLAGS, "bf16-mixed"), (SKYLAKE_FLAGS, "32-true")])
+@pytest.mark.parametrize(("flags_line", "expected"), [(SAPPHIRE_RAPIDS_FLAGS, "bf16-mixed"),
+                                                      (XEON_VM_FLAGS, "32-true"), (SKYLAKE_FLAGS, "32-true")])
 def test_a_cpu_run_without_a_precision_takes_the_machines_default_and_records_it(
         synthetic_data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags_line: str,
         expected: str) -> None:
@@ -69,9 +73,9 @@ def test_a_cpu_run_without_a_precision_takes_the_machines_default_and_records_it
     assert f"precision: {expected}" in config  # the run's config says how it was trained
 
 
-def test_a_precision_the_user_sets_is_kept_on_a_native_bf16_cpu(
+def test_a_precision_the_user_sets_is_kept_on_a_cpu_with_amx(
         synthetic_data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo(tmp_path, GENOA_FLAGS))
+    monkeypatch.setattr(precision_module, "CPUINFO", cpuinfo(tmp_path, SAPPHIRE_RAPIDS_FLAGS))
     run = _tiny_fit(synthetic_data_dir, tmp_path, **{"trainer.precision": "32-true"})
     assert run.metrics["precision"] == "32-true"
 
@@ -107,7 +111,8 @@ def test_checkpoints_from_before_the_precision_was_saved_are_scored_in_float32(
     assert load_trained(tmp_path / "old.ckpt").precision == "32-true"
 
 
-@pytest.mark.parametrize(("trained_in", "machine_now"), [("32-true", GENOA_FLAGS), ("bf16-mixed", SKYLAKE_FLAGS)])
+@pytest.mark.parametrize(("trained_in", "machine_now"), [("32-true", SAPPHIRE_RAPIDS_FLAGS),
+                                                         ("bf16-mixed", SKYLAKE_FLAGS)])
 def test_a_resumed_run_keeps_the_precision_it_started_in(
         synthetic_data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_in: str,
         machine_now: str) -> None:
