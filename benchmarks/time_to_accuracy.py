@@ -87,6 +87,7 @@ class RunRecord:
     load_before: list[float] = field(default_factory=list)
     load_after: list[float] = field(default_factory=list)
     curve: list[dict[str, float]] = field(default_factory=list)  # baselines: per epoch, test acc and time
+    warm_server: bool | None = None  # metrics.json: the run started in a warm server (fmnist warm start)
     error: str | None = None
 
 
@@ -134,6 +135,7 @@ def run_timed(record: RunRecord, env: dict[str, str]) -> RunRecord:
     record.epochs = metrics.get("epochs")
     record.test_acc = metrics.get("test_acc")
     record.val_acc = metrics.get("val_acc")
+    record.warm_server = metrics.get("warm_server")
     return record
 
 
@@ -347,9 +349,7 @@ def run_and_report(group: str, record: RunRecord, env: dict[str, str], args: arg
     """One timed run: run it, score a baseline's curve, record a speedrun in the ledger, print one line."""
     print(f"-- {record.label} seed {record.seed}: {' '.join(record.command[1:])}", flush=True)
     run_timed(record, env)
-    served = (json.loads((Path(record.run_dir) / "metrics.json").read_text()).get("warm_server")
-              if record.error is None else None)
-    if args.warm and record.error is None and not served:
+    if args.warm and record.error is None and not record.warm_server:
         record.error = "not served by the warm server (see train.log)"  # never a cold time reported as warm
     if record.error is None and group.startswith("baseline:"):
         record.curve = accuracy_curve(record, lambda path: checkpoint_test_accuracy(path, args.data_dir))

@@ -37,7 +37,7 @@ from fmnist.commands.warm_client import (
 )
 from fmnist.errors import FmnistError
 
-PRELOADED = tuple(verb.work for verb in VERBS if verb.name not in ("warm",))
+PRELOADED = tuple(verb.work for verb in VERBS if verb.name != "warm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,14 +87,19 @@ def stop(path: Path) -> int:
     return 0
 
 
+def private_folder(path: Path, doing: str) -> None:
+    """Make the socket's folder (mode 0700) if it is missing; refuse one that others own or can write in."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if problem := private_folder_problem(path.parent):
+        raise FmnistError(f"{doing}: {problem}.")
+
+
 def start(path: Path, timeout: float) -> int:
     """Launch ``serve`` in its own session, detached from this terminal; wait until it answers."""
     if (pid := _pid_of(path)) is not None:
         print(f"a warm server is running already (pid {pid}, {path}); `fmnist warm stop` first to restart it")
         return 0
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if problem := private_folder_problem(path.parent):
-        raise FmnistError(f"cannot start the warm server: {problem}.")
+    private_folder(path, "cannot start the warm server")
     log = path.with_suffix(".log")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # each command brings its own
     started = time.perf_counter()
@@ -119,9 +124,7 @@ def serve(path: Path) -> int:
         importlib.import_module(module)
     torch = sys.modules.get("torch")
     default_threads = torch.get_num_threads() if torch is not None else 0
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if problem := private_folder_problem(path.parent):
-        raise FmnistError(f"cannot serve: {problem}.")
+    private_folder(path, "cannot serve")
     fingerprint = code_fingerprint()
     server_pid = os.getpid()
     path.unlink(missing_ok=True)

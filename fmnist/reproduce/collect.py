@@ -115,6 +115,7 @@ def _commits(records: Sequence[Mapping[str, Any]]) -> list[str]:
 def _train_row(row: dict[str, Any], records: list[Mapping[str, Any]]) -> None:
     records = sorted(records, key=lambda r: r.get("seed") or 0)
     metrics = [r["metrics"] for r in records]
+    seed_precisions = [(r.get("seed"), r["provenance"].get("precision")) for r in records]
     key = "val_acc" if row["metric"] == "val" else "test_acc"
     values = [m[key] for m in metrics if m.get(key) is not None]
     row["mean"], row["std"] = mean_std(values)
@@ -129,8 +130,8 @@ def _train_row(row: dict[str, Any], records: list[Mapping[str, Any]]) -> None:
                shirt_acc=mean_std([m["per_class_acc"][SHIRT] for m in metrics
                                    if SHIRT in (m.get("per_class_acc") or {})])[0],
                params=metrics[0].get("trainable_params") if metrics else None,
-               precisions=sorted({r["provenance"]["precision"] for r in records if r["provenance"].get("precision")}),
-               seed_precisions=[(r.get("seed"), r["provenance"].get("precision")) for r in records])
+               precisions=sorted({precision for _, precision in seed_precisions if precision}),
+               seed_precisions=seed_precisions)
     if records and records[0].get("report"):
         row["report"] = records[0]["report"]
     if records and records[0].get("curves"):

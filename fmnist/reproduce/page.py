@@ -35,7 +35,7 @@ def provenance(data: dict[str, Any], budget: Budget, written: str) -> dict[str, 
     return {"budget": budget.name, "description": budget.description, "commits": data["commits"],
             "machines": data["machines"], "precisions": data["precisions"], "seconds": data["seconds"],
             "records": data["records"], "current": data["current"], "stale": data["stale"], "written": written,
-            "scored_again": data.get("scored_again") or []}
+            "scored_again": data["scored_again"]}
 
 
 def stale_sentence(prov: dict[str, Any]) -> str | None:

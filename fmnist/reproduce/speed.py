@@ -25,10 +25,12 @@ KERAS_GOAL = 0.35  # issue 32: our deep epoch at most 0.35x the studies' Keras c
 
 
 def time_to_accuracy_recipe(config: str | Path, target: float, train_on_validation: bool,
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a timed run does: the config's training recipe, the target it is timed against, the images it trains on."""
+                            overrides: Mapping[str, Any] | None = None, warm_server: bool = False) -> dict[str, Any]:
+    """What a timed run does: the config's training recipe, the target it is timed against, the images it trains on,
+    and (only when true) that it started in a warm server."""
     recipe = training_recipe(resolve_config(config=config, overrides=overrides or {}))
-    return {**recipe, "benchmark.target": target, "benchmark.train_on_validation": train_on_validation}
+    return {**recipe, "benchmark.target": target, "benchmark.train_on_validation": train_on_validation,
+            **({"benchmark.warm_server": True} if warm_server else {})}
 
 
 def keras_recipe(model: str, batch_size: int, precision: str, epochs: int) -> dict[str, Any]:
@@ -63,8 +65,7 @@ def time_to_accuracy_record(*, name: str, config: str, seed: int, target: float,
         kind=TIME_TO_ACCURACY, budget=SPEED_BUDGET, experiment=name,
         item=f"s{seed}" + ("-all" if train_on_validation else "") + ("-warm" if warm_server else "") + f"-{tag}",
         device=device,
-        recipe={**time_to_accuracy_recipe(config, target, train_on_validation, overrides),
-                **({"benchmark.warm_server": True} if warm_server else {})},
+        recipe=time_to_accuracy_recipe(config, target, train_on_validation, overrides, warm_server),
         metrics={"target": target, **metrics}, seed=seed, config=str(config),
         overrides=dict(overrides or {}),
         provenance=provenance(device_name=device_name, commit=run_metrics.get("git_commit"), command=command,
@@ -95,9 +96,8 @@ def is_current(record: Mapping[str, Any]) -> bool:
         try:
             today = time_to_accuracy_recipe(record["config"], metrics["target"],
                                             bool(record["recipe"].get("benchmark.train_on_validation")),
-                                            record.get("overrides"))
-            if record["recipe"].get("benchmark.warm_server"):
-                today["benchmark.warm_server"] = True
+                                            record.get("overrides"),
+                                            bool(record["recipe"].get("benchmark.warm_server")))
         except FmnistError:  # a config that is gone or no longer resolves: the record is stale, the page still written
             return False
         return essential(record["recipe"]) == essential(today)
