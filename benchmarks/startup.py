@@ -31,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from time_to_accuracy import warm_server  # noqa: E402 -- benchmarks/ is on sys.path when run as a script
+
 from fmnist.commands import VERBS  # noqa: E402 -- the table of verbs, light
 
 FMNIST = [sys.executable, "-m", "fmnist.commands"]
@@ -38,15 +40,11 @@ HELP_TARGET, TRAIN_HELP_TARGET, FIRST_STEP_TARGET = 0.5, 3.0, 3.0
 MARK = "FMNIST_FIRST_STEP "
 
 
-def _env(warm_socket: Path | None = None) -> dict[str, str]:
-    """Cold (``FMNIST_WARM=0``: never a server the user may have running) or served by the server at ``warm_socket``."""
+def _env() -> dict[str, str]:
+    """Cold: ``FMNIST_WARM=0``, never a server the user may have running (``warm_server`` turns it warm)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    if warm_socket is None:
-        env["FMNIST_WARM"] = "0"
-    else:
-        env.pop("FMNIST_WARM", None)
-        env["FMNIST_WARM_SOCKET"] = str(warm_socket)
+    env["FMNIST_WARM"] = "0"
     return env
 
 
@@ -62,11 +60,13 @@ def time_command(args: list[str], repeat: int) -> list[float]:
     return seconds
 
 
-def time_first_step(repeat: int, data_dir: str | None, warm_socket: Path | None = None) -> list[float]:
+def time_first_step(repeat: int, data_dir: str | None, env: dict[str, str] | None = None) -> list[float]:
     """Seconds from process start to the first training step of ``fmnist train --model speedrun``.
 
-    With ``warm_socket``, the command is handed to the warm server listening there (``fmnist warm start``).
+    With an ``env`` from :func:`warm_server`, the command is handed to that warm server (``fmnist warm start``).
     """
+    env = env or _env()
+    warm = "FMNIST_WARM_SOCKET" in env and env.get("FMNIST_WARM") != "0"
     seconds = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as logdir:
@@ -75,9 +75,8 @@ def time_first_step(repeat: int, data_dir: str | None, warm_socket: Path | None 
             if data_dir:
                 args += ["--data.data_dir", data_dir]
             started = time.time()
-            done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=_env(warm_socket),
-                                  timeout=600)
-            if warm_socket is not None and "warm server" in done.stderr:  # it said it did not serve: not warm
+            done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+            if warm and "warm server" in done.stderr:  # it said it did not serve: not warm
                 raise SystemExit(f"the warm server did not serve the command: {done.stderr[-500:]}")
             stamp = next((line for line in done.stdout.splitlines() if line.startswith(MARK)), None)
             if stamp is None:
@@ -132,17 +131,10 @@ def main() -> int:
         lines.append(row("fmnist train --model speedrun: start to first step", time_first_step(args.repeat,
                                                                                                args.data_dir),
                          FIRST_STEP_TARGET))
-        with tempfile.TemporaryDirectory() as folder:
-            warm_socket = Path(folder) / "warm.sock"
-            started = time.perf_counter()
-            subprocess.run([*FMNIST, "warm", "start"], check=True, capture_output=True, cwd=REPO,
-                           env=_env(warm_socket), timeout=600)
-            ready = time.perf_counter() - started
-            try:
-                lines.append(row("fmnist train --model speedrun: start to first step, warm server",
-                                 time_first_step(args.repeat, args.data_dir, warm_socket), FIRST_STEP_TARGET))
-            finally:
-                subprocess.run([*FMNIST, "warm", "stop"], capture_output=True, cwd=REPO, env=_env(warm_socket))
+        env = _env()
+        with warm_server(env) as ready:
+            lines.append(row("fmnist train --model speedrun: start to first step, warm server",
+                             time_first_step(args.repeat, args.data_dir, env), FIRST_STEP_TARGET))
         lines += ["", f"`fmnist warm start` (once, before the warm rows): ready in {ready:.1f} s."]
     print("\n".join(lines))
     if args.importtime:

@@ -327,18 +327,23 @@ def ledger_record(record: RunRecord, target: int, args: argparse.Namespace) -> P
 
 
 @contextlib.contextmanager
-def warm_server(env: dict[str, str]) -> Iterator[None]:
-    """A warm server on a private socket for the runs of this benchmark (``env`` is pointed at it), stopped after."""
+def warm_server(env: dict[str, str]) -> Iterator[float]:
+    """A warm server on a private socket for the runs of a benchmark (``env`` is pointed at it), stopped after.
+
+    Yields the seconds ``fmnist warm start`` took to report the server ready. Shared by ``startup.py``.
+    """
     with tempfile.TemporaryDirectory(prefix="fw-") as folder:
         env.pop("FMNIST_WARM", None)
         env["FMNIST_WARM_SOCKET"] = str(Path(folder) / "warm.sock")
+        clock = time.perf_counter()
         started = subprocess.run([sys.executable, "-m", "fmnist.commands", "warm", "start"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, timeout=600)
+        ready = time.perf_counter() - clock
         if started.returncode != 0:
             raise SystemExit(f"the warm server did not start: {started.stderr.strip() or started.stdout.strip()}")
         print(started.stdout.strip(), flush=True)
         try:
-            yield
+            yield ready
         finally:
             subprocess.run([sys.executable, "-m", "fmnist.commands", "warm", "stop"], cwd=ROOT, env=env,
                            capture_output=True)
