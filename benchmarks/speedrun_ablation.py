@@ -22,12 +22,35 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from time_to_accuracy import ROOT, RunRecord, load_average, machine, run_timed, train_command  # noqa: E402
 
 RECIPE = "configs/speedrun.yaml"
-EMA = '[{"class_path": "fmnist.training.weight_averaging.BatchNormEMA", "init_args": {"decay": 0.98, "warmup": true}}]'
-VARIANTS: dict[str, tuple[str, list[str]]] = {
+EMA = '{"class_path": "fmnist.training.weight_averaging.BatchNormEMA", "init_args": {"decay": 0.98, "warmup": true}}'
+
+
+FOCUS = "fmnist.training.hard_examples.FocusOnHardExamples"
+
+
+class Focus:
+    """The recipe's ``trainer.callbacks`` with its ``FocusOnHardExamples`` set to ``init_args`` (added where the
+    recipe has none; ``None``: removed), as one ``--trainer.callbacks`` list, so a variant never runs two."""
+
+    def __init__(self, **init_args: float | bool | None) -> None:
+        self.init_args = init_args
+
+    def arguments(self, recipe: str) -> list[str]:
+        config = yaml.safe_load((ROOT / recipe).read_text())
+        callbacks = [c for c in (config.get("trainer") or {}).get("callbacks") or []
+                     if not str(c.get("class_path", "")).endswith("FocusOnHardExamples")]
+        if self.init_args.get("keep") is not None:
+            callbacks.append({"class_path": FOCUS, "init_args": {"start_epoch": 1, **self.init_args}})
+        return ["--trainer.callbacks", json.dumps(callbacks)]
+
+
+VARIANTS: dict[str, tuple[str, list[str | Focus]]] = {
     "recipe": ("the recipe as shipped", []),
     "conv-stem": ("trained conv stem instead of the frozen patch whitening",
                   ["--model.model_kwargs", '{"stem": "conv"}']),
@@ -39,15 +62,49 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "no-label-smoothing": ("label smoothing 0 instead of 0.1", ["--model.label_smoothing", "0"]),
     "adamw": ("AdamW (lr 3e-3) instead of Nesterov SGD", ["--model.optimizer", "adamw", "--model.lr", "0.003"]),
     "batch-512": ("batch 512 instead of 256", ["--data.batch_size", "512"]),
-    "ema": ("+ EMA of the weights (decay 0.98)", ["--trainer.callbacks", EMA]),
+    "ema": ("+ EMA of the weights (decay 0.98)", ["--trainer.callbacks+", EMA]),
     "translate": ("+ random shifts of up to 2 pixels", ["--data.augment.translate", "0.07", "--data.augment.fill_mode", "constant"]),
     "muon": ("Muon for the convolution filters (Nesterov SGD for the rest)",
              ["--model.optimizer", "muon"]),
     "tta-shift": ("+ translated test-time views (1 pixel, x3 with flip TTA: x6)", ["--model.tta_shift", "1"]),
     "label-smoothing-0.2": ("label smoothing 0.2 instead of 0.1", ["--model.label_smoothing", "0.2"]),
+    "no-hard": ("every epoch on every image (no FocusOnHardExamples)", [Focus(keep=None)]),
+    "hard-third-balanced": ("every epoch after the first on the hardest third of each class",
+                            [Focus(keep=1 / 3, balanced=True)]),
+    "hard-half-balanced": ("every epoch after the first on the hardest half of each class",
+                           [Focus(keep=0.5, balanced=True)]),
+    "hard-half": ("every epoch after the first on the hardest half of the images (FocusOnHardExamples keep 0.5)",
+                  [Focus(keep=0.5)]),
+    "hard-half-4-epochs": ("4 epochs, epochs 2-4 on the hardest half", [Focus(keep=0.5),
+                                                                      "--trainer.max_epochs", "4"]),
+    "hard-half-muon": ("every epoch after the first on the hardest half, Muon for the filters",
+                       [Focus(keep=0.5), "--model.optimizer", "muon"]),
+    "hard-third": ("every epoch after the first on the hardest third", [Focus(keep=1 / 3)]),
+    "hard-third-bn-refresh": ("every epoch after the first on the hardest third, BatchNorm statistics measured "
+                              "again on 20 batches of all images after each",
+                              [Focus(keep=1 / 3, bn_refresh_batches=20)]),
+    "hard-third-4-epochs": ("4 epochs, epochs 2-4 on the hardest third",
+                            [Focus(keep=1 / 3), "--trainer.max_epochs", "4"]),
+    "hard-quarter-4-epochs": ("4 epochs, epochs 2-4 on the hardest quarter",
+                              [Focus(keep=0.25), "--trainer.max_epochs", "4"]),
+    "hard-half-2-epochs": ("2 epochs, the 2nd on the hardest half",
+                           [Focus(keep=0.5), "--trainer.max_epochs", "2"]),
+    "hard-half-14-epochs": ("14 epochs (speedrun-93: 10), epochs 2-14 on the hardest half",
+                            [Focus(keep=0.5), "--trainer.max_epochs", "14"]),
+    "hard-half-14-epochs-bn-refresh": ("14 epochs, epochs 2-14 on the hardest half, BatchNorm statistics measured "
+                                       "again on 20 batches of all images after each",
+                                       [Focus(keep=0.5, bn_refresh_batches=20), "--trainer.max_epochs", "14"]),
     "2-epochs": ("2 epochs instead of 3", ["--trainer.max_epochs", "2"]),
     "4-epochs": ("4 epochs instead of 3", ["--trainer.max_epochs", "4"]),
 }
+
+
+def _arguments(variant: str, recipe: str) -> list[str]:
+    """A variant's ``train.py fit`` settings for ``recipe``."""
+    out: list[str] = []
+    for item in VARIANTS[variant][1]:
+        out += item.arguments(recipe) if isinstance(item, Focus) else [item]
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only:
             version = f"{stamp}-seed{seed}"
             record = RunRecord(name, args.recipe, seed, train_command(args.recipe, seed, logdir, name, version,
-                                                                 VARIANTS[name][1]), str(logdir / name / version))
+                                                                 _arguments(name, args.recipe)),
+                               str(logdir / name / version))
             run_timed(record, dict(os.environ))
             status = (f"val {record.val_acc:.4f} test {record.test_acc:.4f}, process {record.process_seconds:.1f} s"
                       if record.error is None else f"FAILED: {record.error}")

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fmnist.data.augment import AugmentSettings, settings_from_hparams
 from fmnist.data.sources import dataset_info, load_dataset
@@ -118,6 +118,8 @@ class ImageDataModule(L.LightningDataModule):
         self.val_set: InMemoryDataset | None = None
         self.test_set: InMemoryDataset | None = None
         self.data_source: dict[str, Any] | None = None  # after setup: folder, why, each file's sha256
+        # Set by a callback that chooses each epoch's images (FocusOnHardExamples); None: a plain shuffle.
+        self.train_sampler: Sampler[int] | None = None
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any], **overrides: Any) -> ImageDataModule:
@@ -167,10 +169,12 @@ class ImageDataModule(L.LightningDataModule):
         self.input_transform = InputTransform(self.mean, self.std, self.hparams.image_size, self.hparams.channels)
 
     def _loader(self, subset: InMemoryDataset, train: bool) -> DataLoader:
+        sampler = self.train_sampler if train else None
         return DataLoader(
             subset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             collate_fn=_collate_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -14,6 +14,7 @@ from fmnist.errors import FmnistError
 from fmnist.models import count_parameters, create_model, get_spec
 from fmnist.serialization import weights_mismatch
 from fmnist.training.cpu_tuning import CpuThreadPicker, retain_freed_memory
+from fmnist.training.hard_examples import planned_training_steps
 from fmnist.training.optimizers import MuonSGD, split_for_muon
 
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -238,13 +239,14 @@ class Classifier(L.LightningModule):
         return F.cross_entropy(logits, y, weight=self.class_weight if self.use_class_weight else None,
                                label_smoothing=self.hparams.label_smoothing)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
         self.train_metrics.update(logits.detach(), y)
         self.train_loss_mean.update(loss.detach(), weight=len(y))
-        return loss
+        # The logits travel to the callbacks too: FocusOnHardExamples scores each image from them.
+        return {"loss": loss, "logits": logits.detach()}
 
     def on_train_epoch_start(self) -> None:
         self.train_loss_mean.reset()
@@ -325,7 +327,7 @@ class Classifier(L.LightningModule):
                 optimizer, mode="min", factor=hp.plateau_factor, patience=hp.plateau_patience, min_lr=hp.min_lr)
             return {"optimizer": optimizer,
                     "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
-        total = int(self.trainer.estimated_stepping_batches)
+        total = planned_training_steps(self.trainer)  # fewer steps when later epochs train on a subset
         if hp.scheduler == "onecycle":
             # Each group peaks at its own rate (Muon's filters and SGD's biases differ); Muon keeps its momentum.
             scheduler = torch.optim.lr_scheduler.OneCycleLR(

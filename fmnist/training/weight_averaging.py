@@ -16,7 +16,7 @@ Lightning's :class:`~lightning.pytorch.callbacks.EMAWeightAveraging` has two gap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
@@ -26,10 +26,12 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-def refresh_batch_norm(pl_module: L.LightningModule, trainer: L.Trainer, batches: int) -> int:
+def refresh_batch_norm(pl_module: L.LightningModule, trainer: L.Trainer, batches: int,
+                       loader: Iterable[Any] | None = None) -> int:
     """Recompute every BatchNorm's running mean/variance as the plain average over ``batches`` training batches.
 
-    Only BatchNorm layers run in training mode (dropout stays off); returns the batches used.
+    The batches come from ``loader``, by default the fit's own training loader. Only BatchNorm layers run in
+    training mode (dropout stays off); returns the batches used.
     """
     norms = [m for m in pl_module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     if not norms or batches <= 0:
@@ -45,7 +47,8 @@ def refresh_batch_norm(pl_module: L.LightningModule, trainer: L.Trainer, batches
     used = 0
     try:
         with torch.no_grad():
-            for batch in trainer.train_dataloader:  # the fit's own loader: a data module is not required
+            # The fit's own loader by default: a data module is not required.
+            for batch in trainer.train_dataloader if loader is None else loader:
                 if used >= batches:
                     break
                 # Device transfer + the data module's batch hook; outside training steps it adds no augmentation.
