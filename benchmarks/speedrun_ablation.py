@@ -94,6 +94,8 @@ VARIANTS: dict[str, tuple[str, list[str | Focus]]] = {
     "hard-half-14-epochs-bn-refresh": ("14 epochs, epochs 2-14 on the hardest half, BatchNorm statistics measured "
                                        "again on 20 batches of all images after each",
                                        [Focus(keep=0.5, bn_refresh_batches=20), "--trainer.max_epochs", "14"]),
+    "hard-half-35-epochs": ("35 epochs (speedrun-94: 25), epochs 2-35 on the hardest half",
+                            [Focus(keep=0.5), "--trainer.max_epochs", "35"]),
     "2-epochs": ("2 epochs instead of 3", ["--trainer.max_epochs", "2"]),
     "4-epochs": ("4 epochs instead of 3", ["--trainer.max_epochs", "4"]),
 }
