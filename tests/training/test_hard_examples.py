@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+from fmnist.data.datamodule import InMemoryDataset
 from fmnist.data.selection import HardExampleSampler
 from fmnist.errors import FmnistError
 from fmnist.training import fit
@@ -182,3 +183,39 @@ def test_balanced_plan_counts_each_class_rounding(synthetic_data_dir: str, tmp_p
     fit("speedrun", seed=0, epochs=3, logdir=tmp_path, callbacks=[FocusOnHardExamples(keep=0.5, balanced=True), spy],
         overrides={"data.data_dir": synthetic_data_dir, "data.batch_size": 64, **QUIET})
     assert spy.global_step == spy.planned == spy.schedule_total == sum(spy.batches)
+
+
+def _fake_trainer(size: int, batch_size: int = 64, max_epochs: int = 4, accumulate: int = 1,
+                  max_steps: int = -1) -> SimpleNamespace:
+    labels = torch.arange(size) % 10
+    data = SimpleNamespace(train_set=InMemoryDataset(torch.zeros(size, 28, 28, dtype=torch.uint8), labels),
+                           train_sampler=None, batch_size=batch_size, hparams=SimpleNamespace(seed=5))
+    return SimpleNamespace(datamodule=data, max_epochs=max_epochs, accumulate_grad_batches=accumulate,
+                           max_steps=max_steps, world_size=1, reload_dataloaders_every_n_epochs=0)
+
+
+@pytest.mark.parametrize(("start_epoch", "accumulate", "max_steps", "steps"),
+                         [(1, 1, -1, 8 + 3 * 4), (2, 1, -1, 2 * 8 + 2 * 4), (1, 2, -1, 4 + 3 * 2), (1, 1, 10, 10)])
+def test_plan_counts_full_then_focused_epochs(start_epoch: int, accumulate: int, max_steps: int, steps: int) -> None:
+    """500 images at batch 64: 8 batches a full epoch, 4 a focused one (250 images)."""
+    trainer = _fake_trainer(500, accumulate=accumulate, max_steps=max_steps)
+    assert FocusOnHardExamples(keep=0.5, start_epoch=start_epoch).planned_steps(trainer) == steps
+
+
+def test_a_resumed_fit_gets_the_checkpoints_selection_back() -> None:
+    trainer = _fake_trainer(100)
+    first = FocusOnHardExamples(keep=0.2)
+    first.setup(trainer, None, "fit")
+    first.on_fit_start(trainer, None)
+    assert trainer.reload_dataloaders_every_n_epochs == 1 and trainer.datamodule.train_sampler is first.sampler
+    list(first.sampler)
+    first.sampler.record(0, torch.rand(100))
+    first.sampler.focus()
+    state = first.state_dict()
+
+    resumed, trainer = FocusOnHardExamples(keep=0.2), _fake_trainer(100)
+    resumed.load_state_dict(state)  # Lightning restores callback states before on_fit_start
+    resumed.setup(trainer, None, "fit")
+    resumed.on_fit_start(trainer, None)
+    assert torch.equal(resumed.sampler.active, first.sampler.active)
+    assert torch.equal(resumed.sampler.losses, first.sampler.losses)
