@@ -8,7 +8,7 @@ random from the rest so that an image judged easy early can come back. Fewer ima
 steps: the time saved is the share dropped. The idea is airbench96's (KellerJordan/cifar10-airbench), which
 scores with a small proxy network; here the network scores itself while it trains.
 
-The sampler is the mechanism (order, loss table, selection); :mod:`fmnist.training.hard_examples` is the
+The sampler is the mechanism (order, loss table, selection); ``FocusOnHardExamples`` (the training layer) is the
 callback that wires it into a Lightning fit.
 """
 

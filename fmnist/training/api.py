@@ -199,6 +199,9 @@ def resolve_config(model: str | None = None, *, config: str | Path | Mapping[str
         (get_key(cfg, "model.model_kwargs") or {}).pop("base_checkpoint", None)
     for key, value in {**options, **dict(overrides or {})}.items():
         set_key(cfg, key, value)
+    if logdir is not None and get_key(cfg, "trainer.logger") is False and get_key(cfg, "trainer.default_root_dir") is None:
+        # No logger to carry logdir: the run folder goes there all the same, never to ./lightning_logs.
+        set_key(cfg, "trainer.default_root_dir", str(Path(logdir) / (name or get_key(cfg, "model.model_name") or "run")))
     if get_key(cfg, "model.model_name") is None:
         raise FmnistError("the config names no model (model.model_name); add it or pass a model name.")
     if isinstance(cfg.get("data"), Mapping):

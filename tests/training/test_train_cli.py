@@ -91,6 +91,17 @@ def test_logdir_and_name_without_a_logger_in_the_config_get_the_default_logger()
     assert logger["init_args"] == {"save_dir": "/tmp/x", "name": "mine", "version": "version_3"}
 
 
+def test_logdir_with_the_logger_switched_off_still_holds_the_run_folder() -> None:
+    """Without a logger to carry it, logdir becomes the trainer's root: never a silent ./lightning_logs."""
+    cfg = resolve_config("lenet5", logdir="/tmp/x", overrides={"trainer.logger": False})
+    assert cfg["trainer"]["logger"] is False and cfg["trainer"]["default_root_dir"] == "/tmp/x/lenet5"
+    named = resolve_config("lenet5", logdir="/tmp/x", name="mine", overrides={"trainer.logger": False})
+    assert named["trainer"]["default_root_dir"] == "/tmp/x/mine"
+    kept = resolve_config("lenet5", logdir="/tmp/x", overrides={"trainer.logger": False,
+                                                                 "trainer.default_root_dir": "/tmp/y"})
+    assert kept["trainer"]["default_root_dir"] == "/tmp/y"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "vgg"], "Unknown model 'vgg'; choose one of"),
     (["--model", "deep", "--epochs", "x"], "--epochs takes an integer, got 'x'"),
