@@ -15,17 +15,22 @@ callback that wires it into a Lightning fit.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 from fmnist.errors import FmnistError
 
 
-class HardExampleSampler(Sampler[int]):
+class HardExampleSampler(DistributedSampler):
     """A shuffling sampler over all ``size`` images, or over the hardest ones once :meth:`focus` was called.
+
+    Under DDP every process draws the same epoch order and takes every ``num_replicas``-th position from ``rank``
+    on (padded to equal lengths, as torch's DistributedSampler does), records the losses of its own images, and
+    :meth:`merge` sums what the processes recorded, so that every process chooses the same images. It is a
+    ``DistributedSampler`` so that Lightning uses it as it is instead of wrapping it.
 
     Args:
         size: images in the training set.
@@ -34,25 +39,29 @@ class HardExampleSampler(Sampler[int]):
         seed: each epoch's order is a permutation drawn from ``seed`` and the epoch (resumable, repeatable).
         labels: each image's class; given, the hardest ``keep`` share is chosen within each class, so that no
             class drops out of training (nor out of BatchNorm's statistics) because it is easy.
+        num_replicas, rank: the processes of a DDP fit and this one's rank (1 and 0 alone).
     """
 
     def __init__(self, size: int, keep: float, explore: float = 0.0, seed: int = 0,
-                 labels: torch.Tensor | None = None) -> None:
+                 labels: torch.Tensor | None = None, num_replicas: int = 1, rank: int = 0) -> None:
         if size < 1:
             raise FmnistError(f"hard-example selection needs a non-empty training set, got {size} images.")
         if not 0.0 < keep <= 1.0:
             raise FmnistError(f"keep must be a share of the training images in (0, 1], got {keep}.")
         if not 0.0 <= explore < 1.0:
             raise FmnistError(f"explore must be a share in [0, 1), got {explore}.")
-        super().__init__()
+        if not 0 <= rank < num_replicas:
+            raise FmnistError(f"hard-example selection: rank {rank} is not one of {num_replicas} processes.")
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
         if labels is not None and len(labels) != size:
             raise FmnistError(f"hard-example selection: {len(labels)} labels for {size} images.")
         self.size, self.keep, self.explore, self.seed = size, keep, explore, seed
         self.labels = None if labels is None else torch.as_tensor(labels).long()
         self.losses = torch.full((size,), math.inf)  # never scored: counts as hardest
+        self.scored = torch.zeros(size, dtype=torch.bool)  # recorded by this process since the last merge
         self.active: torch.Tensor | None = None  # None: every image
         self.epoch = 0
-        self.order = torch.arange(size)
+        self.order = torch.arange(size)  # this process's images of this epoch, in order
 
     @property
     def focused_size(self) -> int:
@@ -60,6 +69,9 @@ class HardExampleSampler(Sampler[int]):
         return focused_size(self.keep, self.size, self.labels)
 
     def __len__(self) -> int:
+        return math.ceil(self._pool_size() / self.num_replicas)
+
+    def _pool_size(self) -> int:
         return self.size if self.active is None else len(self.active)
 
     def set_epoch(self, epoch: int) -> None:
@@ -69,7 +81,11 @@ class HardExampleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         pool = torch.arange(self.size) if self.active is None else self.active
-        self.order = pool[torch.randperm(len(pool), generator=generator)]
+        order = pool[torch.randperm(len(pool), generator=generator)]
+        padded = len(self) * self.num_replicas
+        if padded > len(order):  # equal lengths for every process: repeat the first images
+            order = torch.cat([order, order[:padded - len(order)]])
+        self.order = order[self.rank::self.num_replicas]
         return iter(self.order.tolist())
 
     def record(self, first: int, losses: torch.Tensor) -> None:
@@ -79,6 +95,20 @@ class HardExampleSampler(Sampler[int]):
             raise FmnistError(f"hard-example selection: a batch at position {first} has {len(losses)} losses but "
                               f"this epoch's order ends at {len(self.order)}; is the sampler shared by two loaders?")
         self.losses[positions] = losses.detach().float().cpu()
+        self.scored[positions] = True
+
+    def merge(self, all_reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Combine what every process recorded since the last merge (``all_reduce`` sums over the processes).
+
+        An image two processes scored (the padding) gets the mean of their losses; every process ends with
+        the same table.
+        """
+        if self.num_replicas > 1:
+            table = torch.stack([torch.where(self.scored, self.losses, 0.0), self.scored.float()])
+            table = all_reduce(table)
+            seen = table[1] > 0
+            self.losses[seen] = table[0][seen] / table[1][seen]
+        self.scored.zero_()
 
     def focus(self) -> torch.Tensor:
         """From now on train on the hardest ``keep`` share (plus the ``explore`` share); returns the chosen indices."""

@@ -9,13 +9,12 @@ Epochs before ``start_epoch`` run over every image and record each image's loss 
 computed it; from ``start_epoch`` on, each epoch trains on the ``keep`` share with the highest latest loss
 (:class:`~fmnist.data.selection.HardExampleSampler`). The learning-rate schedule is planned over the steps
 that will really run (:func:`planned_training_steps`), so a one-cycle schedule still ends at its floor.
-One process only: under DDP each replica would score a different shard of the images, so there the callback
-says so in one line and stays out of the way (every epoch trains on every image; the schedule is Lightning's).
+Under DDP each process scores the images of its shard, the tables are summed at the end of each epoch, and every
+process then chooses the same images and shards them again.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import lightning as L
@@ -57,7 +56,6 @@ class FocusOnHardExamples(Callback):
         self.keep, self.start_epoch, self.explore = keep, start_epoch, explore
         self.bn_refresh_batches, self.balanced = bn_refresh_batches, balanced
         self.sampler: HardExampleSampler | None = None
-        self.inert = False  # True under DDP (see the module's docstring)
         self._restored: dict[str, Any] | None = None
 
     @staticmethod
@@ -71,24 +69,17 @@ class FocusOnHardExamples(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self.inert = trainer.world_size > 1
-        if self.inert:
-            if trainer.is_global_zero:
-                print(f"note: FocusOnHardExamples is off in this fit of {trainer.world_size} processes (it runs in "
-                      "one process only); every epoch trains on all images.", file=sys.stderr)
-            return
         self._data(trainer)
         # Each epoch's loader must be built again: its length is the epoch's selection.
         trainer.reload_dataloaders_every_n_epochs = 1
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After every callback's setup (TrainOnValidation may have grown the training set), before the loaders.
-        if self.inert:
-            return
         data = self._data(trainer)
         self.sampler = HardExampleSampler(len(data.train_set), self.keep, self.explore,
                                           seed=int(getattr(data.hparams, "seed", 0) or 0),
-                                          labels=data.train_set.labels if self.balanced else None)
+                                          labels=data.train_set.labels if self.balanced else None,
+                                          num_replicas=trainer.world_size, rank=trainer.global_rank)
         if self._restored is not None:
             self.sampler.load_state_dict(self._restored)
             self._restored = None
@@ -100,24 +91,20 @@ class FocusOnHardExamples(Callback):
             data.train_sampler = None  # later loaders (BatchNorm refresh, a second fit) see the plain shuffle
 
     def planned_steps(self, trainer: L.Trainer) -> int:
-        """Optimizer steps of the whole fit: full epochs first, then the focused ones."""
-        if self.inert:
-            return int(trainer.estimated_stepping_batches)
+        """Optimizer steps of the whole fit (of each process): full epochs first, then the focused ones."""
         data = self._data(trainer)
-        size, batch = len(data.train_set), int(data.batch_size)
+        size, batch, world = len(data.train_set), int(data.batch_size), max(1, int(trainer.world_size))
         focused = focused_size(self.keep, size, data.train_set.labels if self.balanced else None)
         epochs = int(trainer.max_epochs or 0)
         if epochs < 1:
             raise FmnistError("FocusOnHardExamples plans its schedule over trainer.max_epochs; set it (>= 1).")
         accumulate = max(1, int(trainer.accumulate_grad_batches))
-        steps = sum(-(-batches_per_epoch(size if epoch < self.start_epoch else focused, batch) // accumulate)
-                    for epoch in range(epochs))
+        steps = sum(-(-batches_per_epoch(-(-(size if epoch < self.start_epoch else focused) // world), batch)
+                      // accumulate) for epoch in range(epochs))
         return min(steps, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else steps
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self.inert:
-            return
         logits = outputs.get("logits") if isinstance(outputs, dict) else None
         if self.sampler is None or logits is None:
             raise FmnistError("FocusOnHardExamples needs the training step's logits (outputs['logits']); use "
@@ -132,6 +119,8 @@ class FocusOnHardExamples(Callback):
         # refreshed statistics and the next epoch's selection.
         if self.sampler is None:
             return
+        # Every process's losses of this epoch into every process's table (sums over DDP; alone, nothing to do).
+        self.sampler.merge(lambda table: trainer.strategy.reduce(table.to(pl_module.device), reduce_op="sum").cpu())
         if self.bn_refresh_batches and self.sampler.active is not None:
             refresh_batch_norm(pl_module, trainer, self.bn_refresh_batches, self._every_image_loader(trainer))
         if trainer.current_epoch + 1 >= self.start_epoch:

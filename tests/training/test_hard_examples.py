@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +21,7 @@ from fmnist.training.hard_examples import FocusOnHardExamples, planned_training_
 from fmnist.training.weight_averaging import refresh_batch_norm
 
 # The speedrun recipe brings its own FocusOnHardExamples; these tests hand in theirs (or none).
+ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False, "trainer.callbacks": []}
 
 
@@ -89,14 +94,30 @@ def test_record_past_the_epoch_is_refused() -> None:
         sampler.record(2, torch.zeros(3))
 
 
-def test_off_and_said_under_several_processes(capsys: pytest.CaptureFixture[str]) -> None:
-    callback = FocusOnHardExamples()
-    trainer = SimpleNamespace(world_size=2, is_global_zero=True, datamodule=None, estimated_stepping_batches=40)
-    callback.setup(trainer, None, "fit")
-    callback.on_fit_start(trainer, None)
-    assert "off in this fit of 2 processes" in capsys.readouterr().err
-    assert callback.sampler is None and callback.planned_steps(trainer) == 40
-    callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 0)  # nothing recorded, no error
+def test_two_processes_split_each_epoch_and_agree_after_merging() -> None:
+    """DDP: rank 0 and 1 take alternate positions of one shared order (padded to equal lengths); after the merge
+    both tables hold every image's loss and both choose the same images."""
+    ranks = [HardExampleSampler(11, keep=0.5, seed=2, num_replicas=2, rank=r) for r in (0, 1)]
+    orders = [list(sampler) for sampler in ranks]
+    assert [len(o) for o in orders] == [6, 6] and set(orders[0]) | set(orders[1]) == set(range(11))
+    for sampler, order in zip(ranks, orders, strict=True):
+        sampler.record(0, torch.tensor([float(i) for i in order]))  # image i: loss i, whoever scored it
+    tables = [torch.stack([torch.where(s.scored, s.losses, 0.0), s.scored.float()]) for s in ranks]
+    summed = tables[0] + tables[1]
+    for sampler in ranks:
+        sampler.merge(lambda table: summed)
+    assert torch.equal(ranks[0].losses, torch.arange(11, dtype=torch.float32))
+    assert torch.equal(ranks[1].losses, ranks[0].losses) and not ranks[0].scored.any()
+    assert ranks[0].focus().tolist() == ranks[1].focus().tolist() == [5, 6, 7, 8, 9, 10]
+    for sampler in ranks:
+        sampler.set_epoch(1)
+    assert sorted(list(ranks[0]) + list(ranks[1])) == [5, 6, 7, 8, 9, 10]
+
+
+def test_plan_counts_each_process_share() -> None:
+    trainer = _fake_trainer(500)
+    trainer.world_size = 2  # 250 images a process: 4 batches of 64, then 125 a process: 2 batches
+    assert FocusOnHardExamples(keep=0.5).planned_steps(trainer) == 4 + 3 * 2
 
 
 def test_refused_for_foreign_data() -> None:
@@ -191,7 +212,7 @@ def _fake_trainer(size: int, batch_size: int = 64, max_epochs: int = 4, accumula
     data = SimpleNamespace(train_set=InMemoryDataset(torch.zeros(size, 28, 28, dtype=torch.uint8), labels),
                            train_sampler=None, batch_size=batch_size, hparams=SimpleNamespace(seed=5))
     return SimpleNamespace(datamodule=data, max_epochs=max_epochs, accumulate_grad_batches=accumulate,
-                           max_steps=max_steps, world_size=1, reload_dataloaders_every_n_epochs=0)
+                           max_steps=max_steps, world_size=1, global_rank=0, reload_dataloaders_every_n_epochs=0)
 
 
 @pytest.mark.parametrize(("start_epoch", "accumulate", "max_steps", "steps"),
@@ -219,3 +240,20 @@ def test_a_resumed_fit_gets_the_checkpoints_selection_back() -> None:
     resumed.on_fit_start(trainer, None)
     assert torch.equal(resumed.sampler.active, first.sampler.active)
     assert torch.equal(resumed.sampler.losses, first.sampler.losses)
+
+
+def test_ddp_fit_on_cpu_with_two_processes(synthetic_data_dir: str, tmp_path: Any) -> None:
+    """The speedrun recipe as shipped (epochs 2-3 on the hardest third) in two processes: each trains on its half
+    of every selection, and the one-cycle schedule ends exactly at the last step (it raises past its plan)."""
+    env = {**os.environ, "FMNIST_NO_DOWNLOAD": "1", "PYTHONWARNINGS": "ignore", "FMNIST_WARM": "0"}
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--model", "speedrun", "--logdir", str(tmp_path),
+                           "--data.data_dir", synthetic_data_dir, "--data.batch_size", "64",
+                           "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+                           "--trainer.devices", "2", "--trainer.strategy", "ddp"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = next((tmp_path / "speedrun" / "version_0" / "checkpoints").glob("*.ckpt"))
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = next(v for k, v in saved["callbacks"].items() if k.startswith("FocusOnHardExamples"))
+    assert state["size"] == 510 and len(state["active"]) == 170 and torch.isfinite(state["losses"]).all()
+    assert saved["global_step"] == 4 + 2 * 2  # 255 images a process (4 batches), then 85 (2 batches), twice
