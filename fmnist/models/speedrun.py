@@ -14,8 +14,8 @@ What makes it cheap, after airbench (KellerJordan/cifar10-airbench, arXiv 2404.0
   half of study B's ``deep``), a global max-pool and one linear layer.
 
 The training recipe (large-batch Nesterov SGD with a one-cycle schedule, label smoothing, flips and shifts,
-an EMA of the weights, flip test-time augmentation, bf16 autocast) lives in the shared training stack and
-``configs/speedrun*.yaml``; this module is only the network.
+an EMA of the weights, later epochs on the hardest images only, flip test-time augmentation) lives in the shared
+training stack and ``configs/speedrun*.yaml``; this module is only the network.
 """
 
 from __future__ import annotations
