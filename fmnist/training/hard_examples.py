@@ -15,6 +15,7 @@ process then chooses the same images and shards them again.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -99,8 +100,16 @@ class FocusOnHardExamples(Callback):
         if epochs < 1:
             raise FmnistError("FocusOnHardExamples plans its schedule over trainer.max_epochs; set it (>= 1).")
         accumulate = max(1, int(trainer.accumulate_grad_batches))
-        steps = sum(-(-batches_per_epoch(-(-(size if epoch < self.start_epoch else focused) // world), batch)
-                      // accumulate) for epoch in range(epochs))
+        limit = getattr(trainer, "limit_train_batches", None)
+        steps = 0
+        for epoch in range(epochs):
+            images = size if epoch < self.start_epoch else focused
+            batches = batches_per_epoch(math.ceil(images / world), batch)  # each process's share
+            if isinstance(limit, int) and not isinstance(limit, bool):
+                batches = min(batches, limit)
+            elif isinstance(limit, float) and limit < 1.0:
+                batches = int(batches * limit)  # as Lightning cuts a fractional limit
+            steps += math.ceil(batches / accumulate)
         return min(steps, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else steps
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -108,7 +117,7 @@ class FocusOnHardExamples(Callback):
         logits = outputs.get("logits") if isinstance(outputs, dict) else None
         if self.sampler is None or logits is None:
             raise FmnistError("FocusOnHardExamples needs the training step's logits (outputs['logits']); use "
-                              "fmnist's FashionClassifier or return them from training_step.")
+                              "fmnist's Classifier or return them from training_step.")
         _, labels = batch
         with torch.no_grad():
             losses = F.cross_entropy(logits.float(), labels, reduction="none")

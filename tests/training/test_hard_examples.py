@@ -215,11 +215,14 @@ def _fake_trainer(size: int, batch_size: int = 64, max_epochs: int = 4, accumula
                            max_steps=max_steps, world_size=1, global_rank=0, reload_dataloaders_every_n_epochs=0)
 
 
-@pytest.mark.parametrize(("start_epoch", "accumulate", "max_steps", "steps"),
-                         [(1, 1, -1, 8 + 3 * 4), (2, 1, -1, 2 * 8 + 2 * 4), (1, 2, -1, 4 + 3 * 2), (1, 1, 10, 10)])
-def test_plan_counts_full_then_focused_epochs(start_epoch: int, accumulate: int, max_steps: int, steps: int) -> None:
-    """500 images at batch 64: 8 batches a full epoch, 4 a focused one (250 images)."""
+@pytest.mark.parametrize(("start_epoch", "accumulate", "max_steps", "limit", "steps"),
+                         [(1, 1, -1, 1.0, 8 + 3 * 4), (2, 1, -1, 1.0, 2 * 8 + 2 * 4), (1, 2, -1, 1.0, 4 + 3 * 2),
+                          (1, 1, 10, 1.0, 10), (1, 1, -1, 3, 4 * 3), (1, 1, -1, 0.5, 4 + 3 * 2)])
+def test_plan_counts_full_then_focused_epochs(start_epoch: int, accumulate: int, max_steps: int, limit: float,
+                                              steps: int) -> None:
+    """500 images at batch 64: 8 batches a full epoch, 4 a focused one (250 images); Lightning's limits apply."""
     trainer = _fake_trainer(500, accumulate=accumulate, max_steps=max_steps)
+    trainer.limit_train_batches = limit
     assert FocusOnHardExamples(keep=0.5, start_epoch=start_epoch).planned_steps(trainer) == steps
 
 
