@@ -90,12 +90,12 @@ class HardExampleSampler(DistributedSampler):
 
     def record(self, first: int, losses: torch.Tensor) -> None:
         """Store the losses of the images at positions ``first, first + 1, ...`` of this epoch's order."""
-        positions = self.order[first:first + len(losses)]
-        if len(positions) != len(losses):
+        images = self.order[first:first + len(losses)]
+        if len(images) != len(losses):
             raise FmnistError(f"hard-example selection: a batch at position {first} has {len(losses)} losses but "
                               f"this epoch's order ends at {len(self.order)}; is the sampler shared by two loaders?")
-        self.losses[positions] = losses.detach().float().cpu()
-        self.scored[positions] = True
+        self.losses[images] = losses.detach().float().cpu()
+        self.scored[images] = True
 
     def merge(self, all_reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Combine what every process recorded since the last merge (``all_reduce`` sums over the processes).
