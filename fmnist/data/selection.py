@@ -46,10 +46,7 @@ class HardExampleSampler(DistributedSampler):
                  labels: torch.Tensor | None = None, num_replicas: int = 1, rank: int = 0) -> None:
         if size < 1:
             raise FmnistError(f"hard-example selection needs a non-empty training set, got {size} images.")
-        if not 0.0 < keep <= 1.0:
-            raise FmnistError(f"keep must be a share of the training images in (0, 1], got {keep}.")
-        if not 0.0 <= explore < 1.0:
-            raise FmnistError(f"explore must be a share in [0, 1), got {explore}.")
+        check_shares(keep, explore, "hard-example selection")
         if not 0 <= rank < num_replicas:
             raise FmnistError(f"hard-example selection: rank {rank} is not one of {num_replicas} processes.")
         super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
@@ -94,7 +91,10 @@ class HardExampleSampler(DistributedSampler):
         if len(images) != len(losses):
             raise FmnistError(f"hard-example selection: a batch at position {first} has {len(losses)} losses but "
                               f"this epoch's order ends at {len(self.order)}; is the sampler shared by two loaders?")
-        self.losses[images] = losses.detach().float().cpu()
+        if self.losses.device != losses.device:  # the table follows the losses: no device sync on every step
+            self.losses, self.scored = self.losses.to(losses.device), self.scored.to(losses.device)
+        images = images.to(losses.device, non_blocking=True)
+        self.losses[images] = losses.detach().float()
         self.scored[images] = True
 
     def merge(self, all_reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -113,31 +113,28 @@ class HardExampleSampler(DistributedSampler):
     def focus(self) -> torch.Tensor:
         """From now on train on the hardest ``keep`` share (plus the ``explore`` share); returns the chosen indices."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 50_000)
+        losses = self.losses.cpu()  # once an epoch, where the order is drawn
         if self.labels is None:
             groups = [torch.arange(self.size)]
         else:
             groups = [(self.labels == label).nonzero().flatten() for label in torch.unique(self.labels)]
-        chosen = [self._hardest(group, generator) for group in groups]
+        chosen = [self._hardest(group, losses, generator) for group in groups]
         self.active = torch.sort(torch.cat(chosen)).values
         return self.active
 
-    def _hardest(self, group: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _hardest(self, group: torch.Tensor, losses: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The ``keep`` share of ``group`` with the highest losses, ``explore`` of it drawn from the rest."""
         count = focused_size(self.keep, len(group))
         random_count = int(self.explore * count)
         by_loss = count - random_count  # the rest holds len(group) - by_loss >= random_count images
-        ranked = group[torch.argsort(self.losses[group], descending=True, stable=True)]
+        ranked = group[torch.argsort(losses[group], descending=True, stable=True)]
         chosen, rest = ranked[:by_loss], ranked[by_loss:]
         if random_count:
             chosen = torch.cat([chosen, rest[torch.randperm(len(rest), generator=generator)[:random_count]]])
         return chosen
 
-    def use_all(self) -> None:
-        """Train on every image again."""
-        self.active = None
-
     def state_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "losses": self.losses.clone(),
+        return {"size": self.size, "losses": self.losses.cpu().clone(),
                 "active": None if self.active is None else self.active.to(torch.int32)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -148,6 +145,14 @@ class HardExampleSampler(DistributedSampler):
         self.losses = torch.as_tensor(state["losses"], dtype=torch.float32).clone()
         active = state.get("active")
         self.active = None if active is None else torch.as_tensor(active, dtype=torch.long).clone()
+
+
+def check_shares(keep: float, explore: float, owner: str) -> None:
+    """One sentence for a ``keep`` outside (0, 1] or an ``explore`` outside [0, 1) (``owner`` names who got it)."""
+    if not 0.0 < keep <= 1.0:
+        raise FmnistError(f"{owner}: keep must be a share of the training images in (0, 1], got {keep}.")
+    if not 0.0 <= explore < 1.0:
+        raise FmnistError(f"{owner}: explore must be a share in [0, 1), got {explore}.")
 
 
 def batches_per_epoch(images: int, batch_size: int) -> int:

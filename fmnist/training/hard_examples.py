@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-from fmnist.data.selection import HardExampleSampler, batches_per_epoch, focused_size
+from fmnist.data.selection import HardExampleSampler, batches_per_epoch, check_shares, focused_size
 from fmnist.errors import FmnistError
 from fmnist.training.weight_averaging import refresh_batch_norm
 
@@ -45,13 +45,10 @@ class FocusOnHardExamples(Callback):
 
     def __init__(self, keep: float = 0.5, start_epoch: int = 1, explore: float = 0.0,
                  bn_refresh_batches: int = 0, balanced: bool = False) -> None:
-        if not 0.0 < keep <= 1.0:
-            raise FmnistError(f"FocusOnHardExamples: keep must be a share in (0, 1], got {keep}.")
+        check_shares(keep, explore, "FocusOnHardExamples")
         if start_epoch < 1:
             raise FmnistError(f"FocusOnHardExamples: start_epoch must be at least 1 (epoch 0 scores every image), "
                               f"got {start_epoch}.")
-        if not 0.0 <= explore < 1.0:
-            raise FmnistError(f"FocusOnHardExamples: explore must be a share in [0, 1), got {explore}.")
         if bn_refresh_batches < 0:
             raise FmnistError(f"FocusOnHardExamples: bn_refresh_batches must be >= 0, got {bn_refresh_batches}.")
         self.keep, self.start_epoch, self.explore = keep, start_epoch, explore
@@ -129,7 +126,7 @@ class FocusOnHardExamples(Callback):
         if self.sampler is None:
             return
         # Every process's losses of this epoch into every process's table (sums over DDP; alone, nothing to do).
-        self.sampler.merge(lambda table: trainer.strategy.reduce(table.to(pl_module.device), reduce_op="sum").cpu())
+        self.sampler.merge(lambda table: trainer.strategy.reduce(table, reduce_op="sum"))
         if self.bn_refresh_batches and self.sampler.active is not None:
             refresh_batch_norm(pl_module, trainer, self.bn_refresh_batches, self._every_image_loader(trainer))
         if trainer.current_epoch + 1 >= self.start_epoch:
